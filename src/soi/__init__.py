@@ -1,0 +1,24 @@
+"""soi: streaming inference of convolutional networks.
+
+Short-Term Memory Convolution (STMC) layers keep a shift register of past frames so that a chunk
+costs only its new frames and the online output equals the offline output exactly; Scattered
+Online Inference (SOI) skips the deep layers on most frames behind strided convolutions.
+"""
+
+from .containers import Concat, DelayLine, FrameWise, Residual, Sequential, as_streaming
+from .conv import STMCConv1d, STMCConv2d, STMCConv3d, STMCConvNd
+from .conv_transpose import STMCConvTranspose1d, STMCConvTranspose2d, STMCConvTranspose3d, STMCConvTransposeNd
+from .pooling import (
+    CumulativeAvgPool,
+    STMCAvgPool1d,
+    STMCAvgPool2d,
+    STMCAvgPool3d,
+    STMCAvgPoolNd,
+    STMCMaxPool1d,
+    STMCMaxPool2d,
+    STMCMaxPool3d,
+    STMCMaxPoolNd,
+)
+from .state import State, StreamingModule, replace_state_tensors, state_tensors
+
+__version__ = "0.1.0"

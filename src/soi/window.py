@@ -1,0 +1,222 @@
+"""The shift register shared by every temporal window operation (convolution, transposed
+convolution, pooling): one generic N-d implementation, specialised by the operation it applies.
+
+A window layer with time kernel ``k``, time dilation ``d`` and time stride ``s`` keeps the last
+``H = (k-1)*d`` input frames. A chunk of ``n`` new frames costs only the outputs it completes::
+
+    history (H frames)        new chunk (n frames)
+    [ h h h h ][ x0 x1 x2 ... ]  --op over time, no time padding-->  outputs for the aligned frames
+
+Causal by default: output ``t`` covers input frames ``t-H .. t``. With ``lookahead=f`` it covers
+``t-H+f .. t+f`` (the time padding of a ``torch.nn`` layer with ``H-f`` frames on the left and
+``f`` on the right); the stream then emits output ``t`` when frame ``t+f`` arrives, skips the
+``f`` warm-up outputs that would lie before the sequence, and :meth:`flush` emits the last ``f``
+outputs as if zeros followed the sequence.
+
+With a time stride ``s``, output ``j`` covers input frames ``s*j-H .. s*j`` and is produced when
+input frame ``s*j`` arrives; a chunk yields between ``0`` and ``ceil(n/s)`` outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .state import State, StreamingModule
+
+__all__ = ["WindowState", "TemporalWindow", "ntuple"]
+
+
+def ntuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    """``value`` as an ``n``-tuple (time first); a bare int is repeated."""
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(int(v) for v in value)
+    if len(value) != n:
+        raise ValueError(f"{name}: expected an int or {n} values (time first), got {len(value)}: {value}")
+    return value
+
+
+@dataclass
+class WindowState(State):
+    """State of a window layer.
+
+    Attributes:
+        history: the last ``H`` input frames, ``(B, C, H, ...)``; ``None`` until the non-time size
+            is known (first step) when the layer was built without ``frame_size``.
+        phase: input frames seen modulo the time stride (static schedule).
+        skip: warm-up outputs still to drop because of look-ahead (static schedule).
+        fill_value: the value the history starts with (0, or -inf for max pooling).
+    """
+
+    history: Tensor | None
+    phase: int
+    skip: int
+    fill_value: float
+
+
+class TemporalWindow(StreamingModule):
+    """Generic N-d shift-register layer. Subclasses give the operation in :meth:`_op`.
+
+    Args:
+        dims: number of spatial dimensions including time (1, 2 or 3; ``None``: any).
+        in_channels: channels expected in dimension 1 (``None``: any, sized by the first chunk).
+        time_kernel, time_dilation, time_stride: the window along time.
+        lookahead: future frames each output may see (``0 <= lookahead <= (k-1)*d``).
+        frame_size: the non-time input size ``(F,)`` or ``(H, W)``, if known, so that the state is
+            created in full by ``init_state`` (export needs it); otherwise it is sized by the first
+            chunk and later chunks must match.
+        fill_value: value of the frames before the sequence (zero padding, or -inf for max pool).
+    """
+
+    def __init__(
+        self,
+        dims: int | None,
+        in_channels: int | None,
+        time_kernel: int,
+        time_dilation: int = 1,
+        time_stride: int = 1,
+        lookahead: int = 0,
+        frame_size: Sequence[int] | None = None,
+        fill_value: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dims not in (1, 2, 3, None):
+            raise ValueError(f"dims must be 1, 2 or 3, got {dims}")
+        for name, v in (("kernel_size[0]", time_kernel), ("dilation[0]", time_dilation), ("stride[0]", time_stride)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        self.dims = dims
+        self.in_channels = in_channels
+        self.time_kernel = time_kernel
+        self.time_dilation = time_dilation
+        self.time_stride = time_stride
+        self.history_frames = (time_kernel - 1) * time_dilation
+        if not 0 <= lookahead <= self.history_frames:
+            raise ValueError(
+                f"lookahead must be between 0 and (kernel_size[0]-1)*dilation[0] = {self.history_frames}, got {lookahead}"
+            )
+        if lookahead and time_stride != 1:
+            raise ValueError("lookahead with a time stride is not supported: use lookahead on stride-1 layers only")
+        self.lookahead = lookahead
+        if frame_size is not None:
+            frame_size = tuple(int(v) for v in frame_size)
+            if dims is not None and len(frame_size) != dims - 1:
+                raise ValueError(f"frame_size: expected {dims - 1} non-time sizes, got {frame_size}")
+        elif dims == 1:
+            frame_size = ()
+        self.frame_size: tuple[int, ...] | None = frame_size
+        self.fill_value = float(fill_value)
+
+    # -- timing -----------------------------------------------------------------------------------
+    @property
+    def receptive_field(self) -> int:
+        return self.history_frames + 1
+
+    @property
+    def delay(self) -> int:
+        return self.lookahead
+
+    @property
+    def stride(self) -> int:
+        return self.time_stride
+
+    # -- the operation ----------------------------------------------------------------------------
+    def _op(self, window: Tensor) -> Tensor:
+        """Apply the operation with time stride ``s`` and no time padding: ``(B, C, L, ...)`` ->
+        ``(B, C', floor((L-H-1)/s)+1, ...)``."""
+        raise NotImplementedError
+
+    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+        """Non-time output size for a non-time input size."""
+        raise NotImplementedError
+
+    # -- protocol ---------------------------------------------------------------------------------
+    def init_state(self, batch_size: int, device=None, dtype=None) -> WindowState:
+        args = self._new_state_args(batch_size)
+        history = None
+        if self.frame_size is not None and self.in_channels is not None:
+            dtype = dtype if dtype is not None else self._param_dtype()
+            history = torch.full(
+                (batch_size, self.in_channels, self.history_frames, *self.frame_size),
+                self.fill_value,
+                device=device,
+                dtype=dtype,
+            )
+        return WindowState(**args, history=history, phase=0, skip=self.lookahead, fill_value=self.fill_value)
+
+    def _param_dtype(self) -> torch.dtype:
+        p = next(self.parameters(), None)
+        return p.dtype if p is not None else torch.get_default_dtype()
+
+    def _check_input(self, x: Tensor, state: WindowState) -> None:
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}.step: expected a tensor, got {type(x).__name__}")
+        if (x.dim() != self.dims + 2) if self.dims is not None else (x.dim() < 3):
+            raise ValueError(
+                f"{name}.step: expected a {self.dims + 2 if self.dims else '3-d or larger'} input "
+                f"(B, C, T{', ...' if self.dims != 1 else ''}), "
+                f"got shape {tuple(x.shape)}"
+            )
+        self._check_state(x, state)
+        if self.in_channels is not None and x.shape[1] != self.in_channels:
+            raise ValueError(f"{name}.step: expected {self.in_channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
+        hist = state.history
+        expected_rest = tuple(hist.shape[3:]) if hist is not None else self.frame_size
+        if expected_rest is not None and tuple(x.shape[3:]) != expected_rest:
+            raise ValueError(
+                f"{name}.step: expected non-time size {expected_rest}, got {tuple(x.shape[3:])} (shape {tuple(x.shape)})"
+            )
+        if hist is not None and (hist.dtype != x.dtype or hist.device != x.device):
+            raise ValueError(
+                f"{name}.step: the state is {hist.dtype} on {hist.device} but the input is {x.dtype} on "
+                f"{x.device}; create the state with init_state(batch, device=x.device, dtype=x.dtype)"
+            )
+
+    def step(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
+        self._check_input(x, state)
+        n = x.shape[2]
+        hist = state.history
+        if hist is None:
+            hist = x.new_full((x.shape[0], x.shape[1], self.history_frames, *x.shape[3:]), self.fill_value)
+        s = self.time_stride
+        first = (s - state.phase) % s  # first frame of the chunk on the stride grid
+        outputs = max(0, math.ceil((n - first) / s))
+        new_phase = (state.phase + n) % s
+        if outputs == 0:
+            full = torch.cat([hist, x], dim=2)
+            new_hist = full[:, :, full.shape[2] - self.history_frames :]
+            out_channels = getattr(self, "out_channels", x.shape[1])
+            y = x.new_zeros((x.shape[0], out_channels, 0, *self._out_frame_size(tuple(x.shape[3:]))))
+            return y, dataclasses.replace(state, history=new_hist, phase=new_phase)
+        full = torch.cat([hist, x], dim=2)
+        y = self._op(full[:, :, first:] if first else full)
+        new_hist = full[:, :, full.shape[2] - self.history_frames :]
+        skip = state.skip
+        if skip:
+            dropped = min(skip, y.shape[2])
+            y = y[:, :, dropped:]
+            skip -= dropped
+        return y, dataclasses.replace(state, history=new_hist, phase=new_phase, skip=skip)
+
+    def flush(self, state: WindowState) -> tuple[Tensor | None, WindowState]:
+        if self.lookahead == 0:
+            return None, state
+        hist = state.history
+        if hist is None:
+            raise ValueError(f"{type(self).__name__}.flush: nothing was streamed, so nothing is owed")
+        # The end of the sequence is padded like its start, as torch.nn layers do.
+        pad = hist.new_full((hist.shape[0], hist.shape[1], self.lookahead, *hist.shape[3:]), self.fill_value)
+        return self.step(pad, state)
+
+    def extra_repr(self) -> str:
+        extra = super().extra_repr()
+        if self.lookahead:
+            extra += f", lookahead={self.lookahead}"
+        return extra
