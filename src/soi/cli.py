@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     run = importlib.import_module(COMMANDS[args.command][0]).run
     try:
         return int(run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"soi {args.command}: error: {err}", file=sys.stderr)
         return 2
 
