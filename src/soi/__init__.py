@@ -5,7 +5,7 @@ costs only its new frames and the online output equals the offline output exactl
 Online Inference (SOI) skips the deep layers on most frames behind strided convolutions.
 """
 
-from .containers import Concat, DelayLine, FrameWise, Residual, Sequential, as_streaming
+from .containers import ChannelLinear, Concat, DelayLine, FrameWise, Residual, Sequential, as_streaming
 from .conv import STMCConv1d, STMCConv2d, STMCConv3d, STMCConvNd
 from .conv_transpose import STMCConvTranspose1d, STMCConvTranspose2d, STMCConvTranspose3d, STMCConvTransposeNd
 from .pooling import (
@@ -22,3 +22,4 @@ from .pooling import (
 from .state import State, StreamingModule, replace_state_tensors, state_tensors
 
 __version__ = "0.1.0"
+from .convert import ConversionError, convert

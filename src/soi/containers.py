@@ -22,6 +22,7 @@ from .window import TemporalWindow
 
 __all__ = [
     "FrameWise",
+    "ChannelLinear",
     "DelayLine",
     "Sequential",
     "Concat",
@@ -60,7 +61,8 @@ class EmptyState(State):
 class FrameWise(StreamingModule):
     """Streams a module that treats every frame on its own; no state.
 
-    ``nn.Linear`` is applied over the channel axis (dimension 1). BatchNorm must be in eval mode for
+    ``nn.Linear`` acts on the last axis as in torch, so it streams only when that is not time;
+    :class:`ChannelLinear` maps channels. BatchNorm must be in eval mode for
     streaming to equal offline (in training mode it uses the statistics of the chunk it is given).
     """
 
@@ -76,13 +78,26 @@ class FrameWise(StreamingModule):
 
     def step(self, x: Tensor, state: EmptyState) -> tuple[Tensor, EmptyState]:
         self._check_state(x, state)
-        if isinstance(self.module, nn.Linear):
-            if x.shape[1] != self.module.in_features:
-                raise ValueError(f"FrameWise(Linear): expected {self.module.in_features} channels, got {x.shape[1]}")
-            return self.module(x.movedim(1, -1)).movedim(-1, 1), state
+        if type(self.module) is nn.Linear and x.dim() == 3:
+            raise ValueError(
+                "FrameWise(nn.Linear): on (B, C, T) input nn.Linear mixes the time axis (its last); "
+                "use soi.ChannelLinear for a linear map over channels"
+            )
         if x.shape[2] == 0 and isinstance(self.module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
             return x, state  # BatchNorm refuses empty inputs in training mode
         return self.module(x), state
+
+
+class ChannelLinear(nn.Linear):
+    """``nn.Linear`` over the channel axis: ``(B, C_in, T, ...)`` -> ``(B, C_out, T, ...)``.
+
+    Parameters are those of ``nn.Linear(C_in, C_out)``; frame-wise, so containers stream it.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 3 or x.shape[1] != self.in_features:
+            raise ValueError(f"ChannelLinear: expected (B, {self.in_features}, T, ...), got {tuple(x.shape)}")
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
 
 
 class DelayLine(TemporalWindow):

@@ -39,7 +39,7 @@ class _STMCPoolNd(TemporalWindow):
     def __init__(
         self,
         dims: int,
-        channels: int,
+        channels: int | None,
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int] | None,
         padding: int | Sequence[int],
@@ -82,7 +82,7 @@ class STMCAvgPoolNd(_STMCPoolNd):
     def __init__(
         self,
         dims: int,
-        channels: int,
+        channels: int | None,
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int] | None = None,
         padding: int | Sequence[int] = 0,
@@ -106,7 +106,7 @@ class STMCMaxPoolNd(_STMCPoolNd):
     def __init__(
         self,
         dims: int,
-        channels: int,
+        channels: int | None,
         kernel_size: int | Sequence[int],
         stride: int | Sequence[int] | None = None,
         padding: int | Sequence[int] = 0,
