@@ -160,7 +160,7 @@ class TemporalWindow(StreamingModule):
             raise TypeError(f"{name}.step: expected a tensor, got {type(x).__name__}")
         if (x.dim() != self.dims + 2) if self.dims is not None else (x.dim() < 3):
             raise ValueError(
-                f"{name}.step: expected a {self.dims + 2 if self.dims else '3-d or larger'} input "
+                f"{name}.step: expected a {f'{self.dims + 2}-d' if self.dims else '3-d or larger'} input "
                 f"(B, C, T{', ...' if self.dims != 1 else ''}), "
                 f"got shape {tuple(x.shape)}"
             )

@@ -1,0 +1,75 @@
+"""Helpers to check a streaming model: stream a sequence in chunks and compare with offline.
+
+Useful in a user's own test suite as much as in ours::
+
+    soi.testing.assert_streams_like_offline(model, x, chunks=[1, 3, "random"])
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from .state import StreamingModule
+
+__all__ = ["split_points", "stream", "assert_streams_like_offline"]
+
+
+def split_points(total: int, chunk: int | str | Sequence[int], seed: int = 0) -> list[int]:
+    """Chunk lengths covering ``total`` frames: a fixed size, ``"whole"``, ``"random"`` (1..8 frames,
+    seeded) or an explicit list."""
+    if chunk == "whole":
+        return [total]
+    if chunk == "random":
+        g = torch.Generator().manual_seed(seed)
+        sizes, left = [], total
+        while left > 0:
+            n = min(left, int(torch.randint(1, 9, (1,), generator=g)))
+            sizes.append(n)
+            left -= n
+        return sizes
+    if isinstance(chunk, int):
+        if chunk < 1:
+            raise ValueError(f"chunk size must be >= 1, got {chunk}")
+        return [min(chunk, total - i) for i in range(0, total, chunk)]
+    sizes = list(chunk)
+    if sum(sizes) != total:
+        raise ValueError(f"chunk sizes {sizes} add up to {sum(sizes)}, not {total}")
+    return sizes
+
+
+def stream(module: StreamingModule, x: Tensor, chunks: Iterable[int], flush: bool = True) -> Tensor:
+    """Run ``x`` (B, C, T, ...) through ``module.step`` chunk by chunk from a zero state."""
+    state = module.init_state(x.shape[0], device=x.device, dtype=x.dtype)
+    outputs, start = [], 0
+    for n in chunks:
+        y, state = module.step(x[:, :, start : start + n], state)
+        outputs.append(y)
+        start += n
+    if flush:
+        tail, state = module.flush(state)
+        if tail is not None:
+            outputs.append(tail)
+    return torch.cat(outputs, dim=2)
+
+
+def assert_streams_like_offline(
+    module: StreamingModule,
+    x: Tensor,
+    chunks: Sequence[int | str] = (1, 2, 3, 7, "whole", "random"),
+    atol: float = 1e-10,
+    case: str = "",
+) -> None:
+    """Assert that streaming ``x`` in every chunking gives the offline output (max abs error <= atol)."""
+    with torch.no_grad():
+        expected = module(x)
+        for chunk in chunks:
+            got = stream(module, x, split_points(x.shape[2], chunk))
+            label = f"{case} chunk={chunk}".strip()
+            if got.shape != expected.shape:
+                raise AssertionError(f"{label}: streamed shape {tuple(got.shape)} != offline {tuple(expected.shape)}")
+            err = (got - expected).abs().max().item() if got.numel() else 0.0
+            if not err <= atol:
+                raise AssertionError(f"{label}: streaming differs from offline by {err:.3e} (> {atol:.0e})")

@@ -1,0 +1,86 @@
+"""soi.convert: a plain torch model and its streaming twin compute the same function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import soi
+from soi.testing import assert_streams_like_offline
+
+CHUNKS = (1, 2, 3, 7, "whole", "random")
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+
+
+def test_converted_unet_like_model_equals_original():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.ZeroPad2d((1, 1, 2, 0)),  # causal: 2 past frames, frequency padded both sides
+        nn.Conv2d(2, 8, 3, stride=(1, 2)),
+        nn.BatchNorm2d(8),
+        nn.ELU(),
+        nn.Conv2d(8, 8, 3, padding=1),  # symmetric time padding: 1 frame of look-ahead
+        nn.ReLU(),
+        nn.MaxPool2d((3, 1), stride=1, padding=(1, 0)),
+        nn.ConvTranspose2d(8, 4, (3, 4), stride=(1, 2), padding=(1, 1)),
+        nn.Dropout(0.1),
+        nn.AvgPool2d((1, 2)),
+        nn.ZeroPad2d((0, 0, 2, 0)),
+        nn.Conv2d(4, 4, (3, 1), stride=(2, 1)),
+        nn.Linear(4, 3),  # over the last (frequency) axis, as torch does
+    ).double()
+    _randomise_bn(net)
+    net.eval()
+    stream = soi.convert(net)
+    assert stream.delay == 3  # conv, max pool and transposed conv each look one frame ahead
+    x = torch.randn(3, 2, 17, 8, dtype=torch.float64)
+    expected = net(x)
+    got = stream(x)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 1e-10
+    assert_streams_like_offline(stream, x, CHUNKS, case="converted model")
+    # The original is untouched and shares nothing with its twin.
+    assert isinstance(net[1], nn.Conv2d)
+    assert stream[0].weight.data_ptr() != net[1].weight.data_ptr()  # the pad folded into the conv
+
+
+def test_convert_inside_soi_containers():
+    torch.manual_seed(2)
+    body = nn.Sequential(nn.ZeroPad1d((2, 0)), nn.Conv1d(4, 4, 3), nn.Tanh())
+    model = soi.Sequential(nn.Conv1d(2, 4, 1), soi.Residual(body), soi.Concat(nn.Identity(), nn.Conv1d(4, 2, 3, padding=1)))
+    model = model.double()
+    stream = soi.convert(model)
+    x = torch.randn(2, 2, 9, dtype=torch.float64)
+    h = model[0](x)
+    h = h + body.double()(h)
+    expected = torch.cat([h, model[2].branches[1](h)], dim=1)
+    assert (stream(x) - expected).abs().max() <= 1e-10
+    assert_streams_like_offline(stream, x, CHUNKS)
+
+
+def test_convert_lists_every_problem():
+    bad = nn.Sequential(
+        nn.Conv1d(1, 2, 3, padding=2),  # changes the length
+        nn.LSTM(2, 2),
+        nn.ReflectionPad1d(1),
+        nn.Conv1d(2, 2, 3),
+        nn.Softmax(dim=2),
+        nn.Conv1d(2, 2, 3, padding_mode="circular", padding=1),
+        nn.ConvTranspose1d(2, 2, 3, stride=2),
+    )
+    with pytest.raises(soi.ConversionError) as info:
+        soi.convert(bad)
+    paths = [p for p, _ in info.value.problems]
+    assert paths == ["0", "1", "2", "3", "4", "5", "6"], info.value.problems
+    text = str(info.value)
+    for needle in ("changes the sequence length", "LSTM", "ReflectionPad1d", "Softmax(dim=2)", "circular", "time stride 2"):
+        assert needle in text
