@@ -45,7 +45,13 @@ when their ``dim`` is 1, the channels)."""
 
 
 def frame_wise_problem(module: nn.Module) -> str | None:
-    """Why ``module`` cannot be streamed frame by frame, or ``None`` if it can."""
+    """Why ``module`` cannot be streamed frame by frame, or ``None`` if it can.
+
+    A module of your own that treats every frame on its own can say so with a class attribute
+    ``frame_wise = True``.
+    """
+    if getattr(module, "frame_wise", False):
+        return None
     if isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.GLU)):
         return None if module.dim == 1 else f"{type(module).__name__}(dim={module.dim}) mixes frames; only dim=1 (channels) streams"
     if isinstance(module, FRAME_WISE_TYPES):
