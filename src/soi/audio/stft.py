@@ -337,7 +337,9 @@ class StreamingISTFT(_STFTBase):
 
     def step(self, spec: Tensor, state: ISTFTState) -> tuple[Tensor, ISTFTState]:
         """``spec``: ``(B, 2, k, F)``, ``k >= 0`` -> ``(B, k * hop)`` samples and the new state."""
-        z = _from_layout(spec, self.n_fft, "StreamingISTFT.step") if isinstance(spec, Tensor) else spec
+        if not isinstance(spec, Tensor):
+            raise TypeError(f"StreamingISTFT.step: expected a tensor, got {type(spec).__name__}")
+        z = _from_layout(spec, self.n_fft, "StreamingISTFT.step")
         self._check_state(spec, state)
         self._check_dtype(spec, state.overlap)
         b, k = spec.shape[0], spec.shape[2]
@@ -365,19 +367,24 @@ class StreamingISTFT(_STFTBase):
 def pad_for_streaming(wave: Tensor, n_fft: int = N_FFT, hop: int = HOP, delay_frames: int = 0) -> Tensor:
     """Zero pad ``(..., N)`` at the end so a stream of it emits all ``N`` samples.
 
-    The pipeline delays by ``latency_samples + delay_frames * hop`` (``delay_frames``: look-ahead of
-    the network between analysis and synthesis); the result is rounded up to a whole hop.
-    Returns ``(..., M)`` with ``M = hop * ceil((N + delay) / hop)``.
+    The STFT pair delays by :func:`latency_samples`; a network between analysis and synthesis with
+    ``delay_frames`` look-ahead frames emits its last ``delay_frames`` frames only once that many
+    more frames have arrived, so the padding covers both. The result is rounded up to a whole hop:
+    ``(..., M)`` with ``M = hop * ceil((N + latency + delay_frames * hop) / hop)``.
     """
     delay = latency_samples(n_fft, hop) + delay_frames * hop
     n = wave.shape[-1]
     return F.pad(wave, (0, samples_for(frames_for(n + delay, hop), hop) - n))
 
 
-def trim_streamed(out: Tensor, length: int, n_fft: int = N_FFT, hop: int = HOP, delay_frames: int = 0) -> Tensor:
+def trim_streamed(out: Tensor, length: int, n_fft: int = N_FFT, hop: int = HOP) -> Tensor:
     """Inverse of :func:`pad_for_streaming` on the output: ``(..., M)`` -> ``(..., length)``, aligned
-    sample-for-sample with the input."""
-    start = latency_samples(n_fft, hop) + delay_frames * hop
+    sample-for-sample with the input.
+
+    Drops the first :func:`latency_samples`. A ``soi`` network's look-ahead needs no trimming: its
+    stream skips the warm-up frames, so its output frame ``t`` is still the ``t``-th frame emitted.
+    """
+    start = latency_samples(n_fft, hop)
     if out.shape[-1] < start + length:
         raise ValueError(
             f"trim_streamed: {out.shape[-1]} samples cannot hold {length} samples after a delay of {start}; "
@@ -391,16 +398,18 @@ def enhance_offline(
     spec_fn: Callable[[Tensor], Tensor],
     n_fft: int = N_FFT,
     hop: int = HOP,
+    delay_frames: int = 0,
 ) -> Tensor:
     """Whole-signal enhancement through the STFT: ``(B, N)`` or ``(N,)`` -> the same shape.
 
     ``spec_fn`` maps ``(B, 2, T, F)`` to ``(B, 2, T, F)`` and must be time aligned (an offline
-    ``soi`` model is: its forward flushes look-ahead frames). The input is padded as the streaming
-    pipeline pads it, so the result equals :func:`enhance_streaming` with the same causal model
-    sample for sample, including the last samples, and equals ``wave`` for an identity ``spec_fn``.
+    ``soi`` model is: its forward flushes look-ahead frames); ``delay_frames`` is its look-ahead.
+    The input is padded exactly as the streaming pipeline pads it, so the result equals
+    :func:`enhance_streaming` with the same model sample for sample, including the last samples,
+    and equals ``wave`` for an identity ``spec_fn``.
     """
     x, added = _as_batch(wave, 2, "enhance_offline")
-    padded = pad_for_streaming(x, n_fft, hop)
+    padded = pad_for_streaming(x, n_fft, hop, delay_frames)
     spec = spec_fn(stft(padded, n_fft, hop))
     if spec.shape[2] != frames_for(padded.shape[-1], hop):
         raise ValueError(
@@ -423,8 +432,9 @@ def enhance_streaming(
     """Reference real-time driver: stream ``(B, N)`` through analysis, ``spec_step`` and synthesis.
 
     ``spec_step(frames (B, 2, k, F), state) -> (frames (B, 2, k', F), state)`` is a streaming
-    model's ``step``; ``delay_frames`` its look-ahead (its output lags its input by that many
-    frames). The stream is fed ``chunk_frames`` hops at a time; the output is trimmed with
+    model's ``step``; ``delay_frames`` its look-ahead (as in ``soi``: output frame ``t`` is emitted
+    once input frame ``t + delay_frames`` has arrived, and no warm-up frames are emitted). The stream
+    is fed ``chunk_frames`` hops at a time; the output is trimmed with
     :func:`trim_streamed`, so it is aligned with ``wave`` and has its length.
     """
     x, added = _as_batch(wave, 2, "enhance_streaming")
@@ -439,5 +449,5 @@ def enhance_streaming(
         frames, spec_state = spec_step(frames, spec_state)
         y, s_state = syn.step(frames, s_state)
         outs.append(y)
-    out = trim_streamed(torch.cat(outs, dim=1), x.shape[-1], n_fft, hop, delay_frames)
+    out = trim_streamed(torch.cat(outs, dim=1), x.shape[-1], n_fft, hop)
     return out[0] if added else out
