@@ -59,7 +59,7 @@ def enhance_file(
         raise FileExistsError(f"{output} exists; pass --force to overwrite it")
     if enhancer is None:
         enhancer, _ = load_checkpoint()
-    wave, rate, notes = read_wav(noisy, target_rate=enhancer.sample_rate)
+    wave, rate, notes = read_wav(noisy, sample_rate=enhancer.sample_rate)
     if wave.shape[-1] < enhancer.n_fft:
         raise ValueError(
             f"{noisy} is too short: {wave.shape[-1]} samples at {rate} Hz; at least one STFT window "
