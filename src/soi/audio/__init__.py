@@ -22,7 +22,6 @@ from .data import (
     resample,
     write_wav,
 )
-from .generate import generate_dataset, make_sentence
 from .metrics import neg_si_snr_loss, pesq_score, si_snr, si_snr_improvement, stoi_score
 from .stft import (
     HOP,
@@ -85,3 +84,13 @@ __all__ = [
     "generate_dataset",
     "make_sentence",
 ]
+
+
+def __getattr__(name: str):
+    # The generator is imported on first use, so that `python -m soi.audio.generate` does not
+    # find its own module already imported by this package (runpy warns about that).
+    if name in ("generate_dataset", "make_sentence"):
+        from . import generate
+
+        return getattr(generate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
