@@ -156,7 +156,9 @@ def evaluate_si_snri(enhancer: SpeechEnhancer, dataset: Dataset, batch_size: int
 def build_enhancer(cfg: TrainConfig) -> SpeechEnhancer:
     unet_config = UNetConfig.from_json(cfg.model_config)
     masker = SpectralMasker(unet_config, cfg.pattern, upsampler=cfg.upsampler)
-    return SpeechEnhancer(masker)
+    # The U-Net's frequency bins fix the STFT: F = n_fft/2 + 1, with the paper's 75 % overlap.
+    n_fft = 2 * (unet_config.freq_bins - 1)
+    return SpeechEnhancer(masker, n_fft=n_fft, hop=n_fft // 4)
 
 
 def _batches(loader: DataLoader, crops: RandomCrops, sampler: DistributedSampler | None, start_epoch: int) -> Iterator[tuple[int, Tensor, Tensor]]:
