@@ -239,7 +239,7 @@ def test_generator_splits_are_disjoint(tiny_sets):
         train, valid, test = (set(splits[s][key]) for s in ("train", "valid", "test"))
         assert test and train and valid
         assert not test & train and not test & valid and not valid & train, key
-    for name, split in splits.items():
+    for split in splits.values():
         for item in split["items"]:
             assert item["speech"]["voice"] in split["voices"]
             assert -5 <= item["snr_db"] <= 15

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import dataclasses
+import contextlib
 import hashlib
 import json
 import os
@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -211,14 +211,18 @@ def available_voices() -> tuple[tuple[Voice, ...], tuple[str, ...]]:
     """The usable voices and espeak-ng accents of this machine, in a fixed order."""
     _require("espeak-ng")
     _require("flite")
-    listed = {line.split()[4].split("/")[-1] for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:] if len(line.split()) >= 5}
+    # Table rows: Pty Language Age/Gender VoiceName File; the file is "!v/<variant>".
+    rows = [line.split() for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]]
+    listed = {row[4].split("/")[-1] for row in rows if len(row) >= 5}
     variants = [v for v in _ESPEAK_VARIANTS if v in listed]
     languages = {line.split()[1] for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:] if len(line.split()) >= 2}
     accents = tuple(a for a in _ESPEAK_ACCENTS if a in languages)
     flite = set(_run(["flite", "-lv"]).replace("Voices available:", "").split())
     voices = [Voice("espeak-ng", v) for v in variants] + [Voice("flite", v) for v in _FLITE_VOICES if v in flite]
     if len(variants) < 3 or not accents:
-        raise RuntimeError(f"espeak-ng lists too few English voices ({variants}, accents {accents}); is espeak-ng-data installed?")
+        raise RuntimeError(
+            f"espeak-ng lists too few English voices ({variants}, accents {accents}); is espeak-ng-data installed?"
+        )
     return tuple(voices), accents
 
 
@@ -291,6 +295,16 @@ def split_assignment(items: Sequence[Any], seed: int, salt: str) -> dict[str, li
     }
 
 
+def _split_by_group(items: Sequence[Any], group: Callable[[Any], str], seed: int, salt: str) -> dict[str, list[Any]]:
+    """:func:`split_assignment` within each group (engine, noise kind), so every split gets some of
+    each group that has three or more members."""
+    out: dict[str, list[Any]] = {name: [] for name in SPLITS}
+    for key in sorted({group(it) for it in items}):
+        for name, part in split_assignment([it for it in items if group(it) == key], seed, f"{salt}:{key}").items():
+            out[name].extend(part)
+    return out
+
+
 def _stable_int(text: str) -> int:
     # Python's hash() of a str changes between processes; this does not.
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
@@ -338,8 +352,16 @@ def _synthesise(utt: Utterance, tmp_dir: str) -> np.ndarray:
     return wave[active[0] : active[-1] + 1] if active.size else wave
 
 
+_FLITE_SHARE = 0.3  # flite has few voices but natural ones: give them a fixed share of the speech
+
+
 def _random_utterance(rng: np.random.Generator, voices: Sequence[Voice], accents: Sequence[str], sentences: int) -> Utterance:
-    voice = voices[int(rng.integers(len(voices)))]
+    n_flite = sum(v.engine == "flite" for v in voices)
+    p = None
+    if 0 < n_flite < len(voices):
+        share = {"flite": _FLITE_SHARE / n_flite, "espeak-ng": (1 - _FLITE_SHARE) / (len(voices) - n_flite)}
+        p = np.array([share[v.engine] for v in voices])
+    voice = voices[int(rng.choice(len(voices), p=p))]
     return Utterance(
         voice=voice,
         accent=accents[int(rng.integers(len(accents)))] if voice.engine == "espeak-ng" else "",
@@ -425,6 +447,11 @@ def _rms(x: np.ndarray) -> float:
 # -- planning -------------------------------------------------------------------------------------
 
 
+# How often each kind of noise is picked (renormalised over the kinds present): mostly real
+# recordings and babble, the synthetic kinds less.
+_KIND_WEIGHTS = {"real": 0.4, "babble": 0.2, "colored": 0.15, "clicks": 0.15, "hum": 0.1}
+
+
 def _plan_item(
     rng: np.random.Generator,
     voices: Sequence[Voice],
@@ -435,10 +462,7 @@ def _plan_item(
     """Everything random about one item, as plain JSON-able values and the utterances it needs."""
     target = _random_utterance(rng, voices, accents, sentences=3)
     kinds = sorted({s.kind for s in noises})
-    # Babble gets a fixed share; the other kinds share the rest, real recordings twice as often.
-    weights = np.array([0.25 if k == "babble" else (2.0 if k == "real" else 1.0) for k in kinds])
-    others = [k != "babble" for k in kinds]
-    weights[others] *= (1 - (0.25 if "babble" in kinds else 0)) / weights[others].sum()
+    weights = np.array([_KIND_WEIGHTS[k] for k in kinds])
     layers = []
     for layer in range(1 + int(rng.random() < 0.3)):  # sometimes a second, quieter source
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
@@ -486,7 +510,10 @@ def _render_noise(layer: dict[str, Any], source: NoiseSource, n: int, speech: di
     return x / _rms(x) * 10 ** (layer["gain_db"] / 20)
 
 
-def _render_item(plan: dict[str, Any], sources: dict[str, NoiseSource], speech: dict[Utterance, np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _render_item(
+    plan: dict[str, Any], sources: dict[str, NoiseSource], speech: dict[Utterance, np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(noisy, clean)`` float32 pair of ``n`` samples that ``plan`` describes."""
     rng = np.random.default_rng(plan["placement_seed"])
     talk = speech[plan["target"]].astype(np.float64)
     if talk.size >= n:
@@ -536,7 +563,8 @@ def _complete(out_dir: Path, params: dict[str, Any]) -> bool:
         return False
     if existing.get("params") != params:
         return False
-    return all((out_dir / f).is_file() for split in existing["splits"].values() for it in split["items"] for f in (it["noisy"], it["clean"]))
+    items = [it for split in existing["splits"].values() for it in split["items"]]
+    return all((out_dir / it[key]).is_file() for it in items for key in ("noisy", "clean"))
 
 
 def generate_dataset(
@@ -588,12 +616,25 @@ def generate_dataset(
     if _complete(out_dir, params):
         return out_dir
     _prepare(out_dir, overwrite)
+    with _one_torch_thread():
+        _generate(out_dir, params, voices, accents, noises, progress, workers)
+    return out_dir
 
-    voice_split = split_assignment(list(voices), seed, "voices")
-    noise_split = {name: [] for name in SPLITS}
-    for kind in sorted({s.kind for s in noises}):
-        for name, part in split_assignment([s for s in noises if s.kind == kind], seed, f"noise:{kind}").items():
-            noise_split[name].extend(part)
+
+def _generate(
+    out_dir: Path,
+    params: dict[str, Any],
+    voices: Sequence[Voice],
+    accents: Sequence[str],
+    noises: Sequence[NoiseSource],
+    progress: bool,
+    workers: int | None,
+) -> None:
+    seed, minutes, segment_seconds = params["seed"], params["minutes"], params["segment_seconds"]
+    snr_range_db = tuple(params["snr_range_db"])
+
+    voice_split = _split_by_group(voices, lambda v: v.engine, seed, "voices")
+    noise_split = _split_by_group(noises, lambda s: s.kind, seed, "noise")
     for name in SPLITS:  # babble: the other speakers of the same split, so never a seen voice
         noise_split[name].append(NoiseSource("babble", name))
     sources = {s.id: s for part in noise_split.values() for s in part}
@@ -650,7 +691,6 @@ def generate_dataset(
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, out_dir / "manifest.json")  # written last: its presence marks a complete set
     (out_dir / _MARKER).unlink(missing_ok=True)
-    return out_dir
 
 
 _MARKER = ".soi-generating"
@@ -684,9 +724,6 @@ def _synthesise_all(utterances: Sequence[Utterance], workers: int | None, progre
     workers = workers or os.cpu_count() or 1
     out: dict[Utterance, np.ndarray] = {}
     bar = _progress(len(utterances), progress, "speech")
-    # One torch thread per worker: the resampling is small and the cores are busy synthesising.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory(prefix="soi-tts-") as tmp, concurrent.futures.ThreadPoolExecutor(workers) as pool:
             futures = {pool.submit(_synthesise, u, tmp): u for u in utterances}
@@ -694,9 +731,20 @@ def _synthesise_all(utterances: Sequence[Utterance], workers: int | None, progre
                 out[futures[fut]] = fut.result()
                 bar.update(1)
     finally:
-        torch.set_num_threads(threads)
         bar.close()
     return out
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """The resampling is small and the cores are busy synthesising; one thread also makes every
+    float reduction run in the same order on any machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 # -- command line ---------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def _as_numpy_items(estimate: Tensor, target: Tensor, what: str) -> list[tuple[n
     estimate, target = _pair(estimate, target, what)
     est = estimate.detach().to("cpu", torch.float64).reshape(-1, estimate.shape[-1]).numpy()
     tgt = target.detach().to("cpu", torch.float64).reshape(-1, target.shape[-1]).numpy()
-    return list(zip(est, tgt))
+    return list(zip(est, tgt, strict=True))
 
 
 def pesq_score(estimate: Tensor, target: Tensor, sample_rate: int = 16000, mode: str | None = None) -> Tensor:
