@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("soi.demo", "the main job: stream-enhance an unseen noisy example with the shipped model"),
     "check": ("soi.check", "stream a small model frame by frame and prove it equals offline"),
     "cost": ("soi.cost", "cost table (MMAC/s, retained %, peak, precomputed %, state) per SOI pattern"),
+    "generate": ("soi.audio.generate", "build the default speech data set offline (espeak-ng/flite speech, real and synthetic noise)"),
     "train": ("soi.train", "train a speech-separation U-Net"),
     "enhance": ("soi.enhance", "stream a noisy WAV file through a model"),
     "evaluate": ("soi.evaluate", "SI-SNRi per pattern on a data set"),
