@@ -1,0 +1,466 @@
+"""Lean streaming inference: BatchNorm folding, a flat-tensor step graph, its static schedule, and a
+streamer that runs the step compiled.
+
+The pure protocol ``y, state = model.step(x, state)`` is what training and the reference stream use.
+For deployment it has two costs that have nothing to do with the network's arithmetic: Python
+(dataclass states, shape checks, one interpreter round trip per layer) and layers that only exist
+for training (BatchNorm). This module removes both without changing a single output value:
+
+* :func:`fold_batchnorm` returns a copy of a model whose eval-mode BatchNorms are folded into the
+  STMC convolution or tSTMC before them (the BatchNorm becomes an identity).
+* :class:`StepGraph` is one step as a function of tensors only,
+  ``forward(x, *state_tensors) -> (y, *new_state_tensors)``: what ``torch.compile``,
+  ``torch.export`` and ``torch.onnx`` take. The Python ``int`` fields of a state (a stride phase,
+  look-ahead frames still to skip, frames pending in an FP shift) are the *static schedule*: one
+  graph per distinct set of them, with no control flow inside.
+* :func:`discover_schedule` walks the schedule once (a few zero frames through the eager step): the
+  warm-up phases (look-ahead, FP shifts filling up) and the cycle that then repeats for ever (one
+  phase for STMC, ``s`` for an S-CC pair of stride ``s``, twice that for FP with ``prepare``).
+* :class:`FastStreamer` holds the state as a flat list of tensors, walks the schedule, and calls one
+  compiled graph per phase (``backend="export"``, ``"compile"``, ``"eager"``; ``"eager"`` is the
+  reference and runs the plain step). Its outputs equal ``model.step``'s (tested).
+
+Preallocated state buffers versus concatenation were measured (``benchmarks/run_all.py``,
+``docs/deploy.md``): with a time kernel of 2 a shift register is one frame, the concatenation is a
+copy of one frame per layer, and an in-place buffer update costs the same copy plus the loss of a
+pure graph. Concatenation is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .containers import FrameWise
+from .conv import STMCConvNd
+from .conv_transpose import STMCConvTransposeNd
+from .state import State, StreamingModule, replace_state_tensors, state_tensors
+
+__all__ = [
+    "fold_batchnorm",
+    "schedule_key",
+    "Phase",
+    "Schedule",
+    "discover_schedule",
+    "StepGraph",
+    "FastStreamer",
+    "BACKENDS",
+]
+
+BACKENDS = ("eager", "graph", "export", "compile")
+"""Ways :class:`FastStreamer` runs a phase: ``"eager"`` (the plain ``model.step``, the reference),
+``"graph"`` (:class:`StepGraph` eagerly: flat tensors, same Python), ``"export"``
+(``torch.export``: a graph of ATen operators without the Python of the layers), ``"compile"``
+(``torch.compile`` with Inductor: fused C++ kernels; slow to build)."""
+
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+# ==================================================================================================
+# BatchNorm folding
+# ==================================================================================================
+
+
+def _bn_of(module: nn.Module) -> nn.Module | None:
+    inner = module.module if isinstance(module, FrameWise) else module
+    return inner if isinstance(inner, _BN) else None
+
+
+@torch.no_grad()
+def _fold_into(conv: nn.Module, bn: nn.Module) -> None:
+    if bn.training:
+        raise ValueError("fold_batchnorm: BatchNorm is in training mode; call model.eval() first")
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise ValueError("fold_batchnorm: BatchNorm without running statistics cannot be folded")
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    w = conv.weight
+    if isinstance(conv, STMCConvTransposeNd):
+        # weight (C_in, C_out/groups, ...): output channel g*C_out/g + j sits in group g's rows, column j.
+        g = conv.groups
+        view = w.view(g, w.shape[0] // g, w.shape[1], *w.shape[2:])
+        view.mul_(scale.to(w).view(g, 1, w.shape[1], *([1] * (w.dim() - 2))))
+    else:
+        w.mul_(scale.to(w).view(-1, *([1] * (w.dim() - 1))))
+    if conv.bias is None:
+        conv.bias = nn.Parameter(shift.to(w))
+    else:
+        conv.bias.mul_(scale.to(w)).add_(shift.to(w))
+
+
+def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """A copy of ``model`` (eval mode) with every BatchNorm that directly follows an STMC
+    convolution or tSTMC in a soi container folded into that layer's weights and bias.
+
+    The folded BatchNorm is replaced by an identity, so the state layout and every output stay the
+    same (up to float rounding). BatchNorms elsewhere are left alone. ``inplace=True`` folds into
+    ``model`` itself.
+    """
+    model = model if inplace else copy.deepcopy(model)
+    model.eval()
+    seen: set[int] = set()
+    for module in model.modules():
+        layers = getattr(module, "layers", None)
+        if not isinstance(layers, nn.ModuleList):
+            continue
+        items = list(layers)
+        for prev, cur in zip(items, items[1:]):
+            bn = _bn_of(cur)
+            if bn is None or id(bn) in seen or not isinstance(prev, (STMCConvNd, STMCConvTransposeNd)):
+                continue
+            if bn.num_features != prev.out_channels:
+                continue
+            _fold_into(prev, bn)
+            seen.add(id(bn))
+            if isinstance(cur, FrameWise):
+                cur.module = nn.Identity()  # shared with any other container holding this layer
+            else:
+                idx = items.index(cur)
+                layers[idx] = FrameWise(nn.Identity())
+    return model
+
+
+# ==================================================================================================
+# The static schedule
+# ==================================================================================================
+
+
+def _leaf_values(value: Any, out: list) -> None:
+    if isinstance(value, Tensor):
+        out.append(("T", tuple(value.shape)))
+    elif isinstance(value, State):
+        for f in dataclasses.fields(value):
+            if f.name != "owner":
+                _leaf_values(getattr(value, f.name), out)
+    elif isinstance(value, tuple):
+        out.append(("(", len(value)))
+        for v in value:
+            _leaf_values(v, out)
+    else:
+        out.append(value)
+
+
+def schedule_key(state: State) -> tuple:
+    """The static part of a state: every Python value (phases, counters, ``None`` fields) and the
+    shape of every tensor. Two states with the same key run the same graph."""
+    out: list = []
+    _leaf_values(state, out)
+    return tuple(out)
+
+
+@dataclass
+class Phase:
+    """One call of a schedule: ``kind`` is ``"step"`` or ``"prepare"``; the state layout it reads
+    (``in_names``) and writes (``out_names``), its templates, and the graph it shares with other
+    phases of the same key (``graph_id``)."""
+
+    kind: str
+    graph_id: int
+    in_template: State
+    out_template: State
+    in_names: list[str]
+    out_names: list[str]
+    noop: bool = False
+
+
+@dataclass
+class Schedule:
+    """The phases of a stream: ``warmup`` once, then ``cycle`` for ever."""
+
+    warmup: list[Phase]
+    cycle: list[Phase]
+    frames_per_step: int
+    input_shape: tuple[int, ...]
+    initial: State
+    graphs: dict[int, Phase] = field(default_factory=dict)  # graph_id -> first phase using it
+
+    def phase(self, index: int) -> Phase:
+        """The phase of call ``index`` (0-based) of the stream."""
+        if index < len(self.warmup):
+            return self.warmup[index]
+        return self.cycle[(index - len(self.warmup)) % len(self.cycle)]
+
+    @property
+    def steps_per_cycle(self) -> int:
+        return sum(p.kind == "step" for p in self.cycle)
+
+
+def _materialize(model: StreamingModule, state: State, x: Tensor) -> State:
+    """Create the lazily sized parts of a state (a zero-frame step changes nothing else)."""
+    if all(t is not None for t in _tensor_slots(state)):
+        return state
+    _, state = model.step(x[:, :, :0], state)
+    return state
+
+
+def _tensor_slots(value: Any) -> list:
+    out: list = []
+    if isinstance(value, State):
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if isinstance(v, (State, tuple)):
+                out.extend(_tensor_slots(v))
+            elif v is None and f.name in ("history", "elems", "out"):
+                out.append(None)
+            elif isinstance(v, Tensor):
+                out.append(v)
+    elif isinstance(value, tuple):
+        for v in value:
+            out.extend(_tensor_slots(v))
+    return out
+
+
+@torch.no_grad()
+def discover_schedule(
+    model: StreamingModule,
+    input_shape: Sequence[int],
+    *,
+    prepare: bool | None = None,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    max_calls: int = 10_000,
+) -> Schedule:
+    """Walk the static schedule of ``model`` for chunks of shape ``input_shape = (B, C, n, ...)``.
+
+    Zero chunks go through the eager ``step`` (and ``prepare`` before each step when ``prepare`` is
+    true; by default when ``prepare`` does any work, i.e. an FP pattern) until the state's
+    :func:`schedule_key` repeats. Returns the warm-up phases and the repeating cycle.
+    """
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) < 3:
+        raise ValueError(f"discover_schedule: input_shape must be (B, C, n, ...), got {input_shape}")
+    if dtype is None or device is None:
+        p = next(model.parameters(), None)
+        dtype = dtype or (p.dtype if p is not None else torch.get_default_dtype())
+        device = device or (p.device if p is not None else None)
+    x = torch.zeros(input_shape, dtype=dtype, device=device)
+    state = model.init_state(input_shape[0], device=device, dtype=dtype)
+    state = _materialize(model, state, x)
+    initial = state
+    auto = prepare is None
+    if auto:
+        prepare = True
+    calls: list[Phase] = []
+    graph_ids: dict[tuple, int] = {}
+    graphs: dict[int, Phase] = {}
+    frame_start: dict[tuple, int] = {}
+
+    def record(kind: str, before: State, after: State) -> None:
+        key = (kind, schedule_key(before), schedule_key(after))
+        gid = graph_ids.setdefault(key, len(graph_ids))
+        ph = Phase(
+            kind,
+            gid,
+            before,
+            after,
+            [n for n, _ in state_tensors(before)],
+            [n for n, _ in state_tensors(after)],
+        )
+        ph.noop = key[1] == key[2] and all(a is b for (_, a), (_, b) in zip(state_tensors(before), state_tensors(after)))
+        graphs.setdefault(gid, ph)
+        calls.append(ph)
+
+    while len(calls) < max_calls:
+        key = schedule_key(state)
+        if key in frame_start:
+            start = frame_start[key]
+            if auto and not any(ph.kind == "prepare" and not ph.noop for ph in calls):
+                # Nothing is ever deferred (not an FP model): no prepare phases.
+                return discover_schedule(model, input_shape, prepare=False, dtype=dtype, device=device, max_calls=max_calls)
+            return Schedule(calls[:start], calls[start:], input_shape[2], input_shape, initial, graphs)
+        frame_start[key] = len(calls)
+        if prepare:
+            new = model.prepare(state)
+            record("prepare", state, new)
+            state = new
+        _, new = model.step(x, state)
+        record("step", state, new)
+        state = new
+    raise RuntimeError(f"discover_schedule: the schedule did not repeat within {max_calls} calls")
+
+
+# ==================================================================================================
+# The flat-tensor step
+# ==================================================================================================
+
+
+class StepGraph(nn.Module):
+    """One phase of a stream as a function of tensors only.
+
+    ``StepGraph(model, template)`` with ``kind="step"``: ``forward(x, *state_tensors) -> (y,
+    *new_state_tensors)``; with ``kind="prepare"``: ``forward(*state_tensors) ->
+    (*new_state_tensors)``. The tensors are in :func:`soi.state_tensors` order of ``template``
+    (input) and of the state the step returns (output, :attr:`out_names`). The template's Python
+    fields (the static schedule) are baked in: use one graph per schedule phase
+    (:func:`discover_schedule`).
+
+    Usable by ``torch.compile``, ``torch.export`` and ``torch.onnx.export``.
+    """
+
+    def __init__(self, model: StreamingModule, template: State, kind: str = "step", out_template: State | None = None) -> None:
+        super().__init__()
+        if kind not in ("step", "prepare"):
+            raise ValueError(f"StepGraph: kind must be 'step' or 'prepare', got {kind!r}")
+        self.model = model
+        self.kind = kind
+        object.__setattr__(self, "template", template)
+        self.in_names = [n for n, _ in state_tensors(template)]
+        self.out_names = list(self.in_names) if out_template is None else [n for n, _ in state_tensors(out_template)]
+
+    def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
+        if self.kind == "step":
+            x, tensors = args[0], list(args[1:])
+        else:
+            x, tensors = None, list(args)
+        if len(tensors) != len(self.in_names):
+            raise ValueError(f"StepGraph: expected {len(self.in_names)} state tensors, got {len(tensors)}")
+        state = replace_state_tensors(self.template, tensors)
+        if self.kind == "step":
+            y, new = self.model.step(x, state)
+            return (y, *[t for _, t in state_tensors(new)])
+        new = self.model.prepare(state)
+        return tuple(t for _, t in state_tensors(new))
+
+
+# ==================================================================================================
+# The streamer
+# ==================================================================================================
+
+
+def _build_runner(graph: StepGraph, example: tuple[Tensor, ...], backend: str) -> Callable[..., tuple[Tensor, ...]]:
+    if backend == "graph":
+        return graph
+    if backend == "export":
+        with torch.no_grad():
+            ep = torch.export.export(graph, example, strict=False)
+        return ep.module()
+    if backend == "compile":
+        return torch.compile(graph, fullgraph=True, dynamic=False)
+    raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+class FastStreamer:
+    """Runs a streaming model chunk by chunk through compiled per-phase graphs.
+
+    Args:
+        model: a streaming module in eval mode (e.g. :class:`soi.speech.SpectralMasker`,
+            :class:`soi.models.UNet`).
+        input_shape: ``(B, C, n, ...)`` of every chunk (``n`` frames per call, usually 1).
+        backend: one of :data:`BACKENDS`.
+        fold_bn: fold BatchNorm into the convolutions first (:func:`fold_batchnorm`).
+        prepare: run FP ``prepare`` as its own phase (default: when the model defers work).
+
+    ``step(x)`` returns what ``model.step`` would; ``prepare()`` (FP patterns) does the work that
+    needs only past frames now, so that the next ``step`` is short; ``step`` runs it first if it
+    was not called. ``reset()`` restarts the stream; ``state`` rebuilds the soi state.
+    """
+
+    def __init__(
+        self,
+        model: StreamingModule,
+        input_shape: Sequence[int],
+        backend: str = "export",
+        fold_bn: bool = True,
+        prepare: bool | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"FastStreamer: unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        if model.training:
+            raise ValueError("FastStreamer: the model is in training mode; call model.eval() first")
+        self.reference = model
+        self.model = fold_batchnorm(model) if fold_bn else model
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.backend = backend
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.schedule = discover_schedule(self.model, self.input_shape, prepare=prepare, dtype=dtype)
+        self._runners: dict[int, Callable[..., tuple[Tensor, ...]]] = {}
+        for gid, ph in self.schedule.graphs.items():
+            if backend == "eager":
+                continue
+            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template)
+            example = tuple(t for _, t in state_tensors(ph.in_template))
+            if ph.kind == "step":
+                x = torch.zeros(self.input_shape, dtype=example[0].dtype if example else torch.get_default_dtype())
+                example = (x, *example)
+            self._runners[gid] = _build_runner(graph, example, backend)
+        self.reset()
+
+    # -- stream ---------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Restart the stream from the schedule's initial (zero) state."""
+        self._index = 0
+        self._names = [n for n, _ in state_tensors(self.schedule.initial)]
+        self._tensors = [t.clone() for _, t in state_tensors(self.schedule.initial)]
+
+    @property
+    def calls(self) -> int:
+        """Phases run so far."""
+        return self._index
+
+    @property
+    def next_phase(self) -> Phase:
+        return self.schedule.phase(self._index)
+
+    @property
+    def state(self) -> State:
+        """The current state as a soi state (for inspection or to continue with ``model.step``)."""
+        ph = self.next_phase
+        return replace_state_tensors(ph.in_template, list(self._tensors))
+
+    def _run(self, ph: Phase, x: Tensor | None) -> Tensor | None:
+        if self.backend == "eager":
+            state = replace_state_tensors(ph.in_template, list(self._tensors))
+            if ph.kind == "step":
+                y, new = self.model.step(x, state)
+            else:
+                y, new = None, self.model.prepare(state)
+            self._tensors = [t for _, t in state_tensors(new)]
+        else:
+            args = (x, *self._tensors) if ph.kind == "step" else tuple(self._tensors)
+            out = self._runners[ph.graph_id](*args)
+            if ph.kind == "step":
+                y, self._tensors = out[0], list(out[1:])
+            else:
+                y, self._tensors = None, list(out)
+        self._index += 1
+        return y
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """FP: run the precomputable work of the next frame now (no-op when already done or when
+        the model has nothing to prepare)."""
+        ph = self.next_phase
+        if ph.kind == "prepare":
+            self._run(ph, None)
+
+    @torch.no_grad()
+    def step(self, x: Tensor) -> Tensor:
+        """One chunk ``(B, C, n, ...)`` of the shape given at construction -> the model's output."""
+        if tuple(x.shape) != self.input_shape:
+            raise ValueError(f"FastStreamer.step: expected a chunk of shape {self.input_shape}, got {tuple(x.shape)}")
+        self.prepare()
+        return self._run(self.next_phase, x)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.step(x)
+
+    # -- facts --------------------------------------------------------------------------------------
+    def state_bytes(self) -> int:
+        """Bytes of the state tensors held between calls (the largest over the schedule)."""
+        sched = self.schedule
+        return max(
+            sum(t.numel() * t.element_size() for _, t in state_tensors(ph.in_template))
+            for ph in [*sched.warmup, *sched.cycle]
+        )
