@@ -205,6 +205,9 @@ class Sequential(StreamingModule):
             new.append(s)
         return x, SequentialState(state.owner, state.batch_size, tuple(new))
 
+    def prepare(self, state: SequentialState) -> SequentialState:
+        return SequentialState(state.owner, state.batch_size, tuple(m.prepare(s) for m, s in zip(self.layers, state.children)))
+
     def flush(self, state: SequentialState) -> tuple[Tensor | None, SequentialState]:
         # Each layer first processes what the layers before it still owed, then owes its own tail:
         # the same as torch.nn layers that each zero-pad their own input.
@@ -280,6 +283,9 @@ class _Parallel(StreamingModule):
             outs.append(y)
             new.append(s)
         return self._combine(outs), SequentialState(state.owner, state.batch_size, tuple(new))
+
+    def prepare(self, state: SequentialState) -> SequentialState:
+        return SequentialState(state.owner, state.batch_size, tuple(p.prepare(s) for p, s in zip(self._paths(), state.children)))
 
     def flush(self, state: SequentialState) -> tuple[Tensor | None, SequentialState]:
         outs, new = [], []

@@ -170,6 +170,16 @@ class StreamingModule(nn.Module):
         """
         return None, state
 
+    def prepare(self, state: State) -> State:
+        """Work that needs only frames already received, done ahead of the next ``step``.
+
+        Fully predictive SOI models (``soi.SC``, ``soi.SSCC``) defer the part of the network behind a
+        shift; calling ``prepare`` between frames runs it, so that the next ``step`` only does the
+        rest. Optional: ``step`` does any pending work itself first. Pure, like ``step``; the
+        default has nothing to prepare.
+        """
+        return state
+
     @property
     def receptive_field(self) -> int:
         """Number of input frames one output frame depends on."""
