@@ -103,7 +103,10 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
         "checkpoint_pattern": meta.get("pattern"),
         "files": [str(out / f"{n}.wav") for n in ("noisy", "enhanced", "clean")] + [str(picture)],
     }
-    reports = [cost(enhancer.masker.with_pattern(p).unet, frame_rate=enhancer.sample_rate / enhancer.hop) for p in DEMO_PATTERNS]
+    from .models import UNet
+
+    rate = enhancer.sample_rate / enhancer.hop
+    reports = [cost(UNet(enhancer.masker.config, p), frame_rate=rate) for p in DEMO_PATTERNS]
     result["cost_table"] = reports
     return result
 

@@ -238,7 +238,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         try:
             from tqdm import tqdm
 
-            bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.pattern}", unit="step", dynamic_ncols=True)
+            # Under a time budget the step count is not the limit: count steps, show the time left.
+            bar_total = total_steps if math.isinf(budget) else None
+            bar = tqdm(total=bar_total, initial=step, desc=f"train {cfg.pattern}", unit="step", dynamic_ncols=True)
         except ImportError:
             bar = None
 
@@ -291,7 +293,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             dist.all_reduce(stop)  # every process stops at the same step
         if rank == 0:
             if bar is not None:
-                bar.set_postfix(loss=f"{running:.2f}", epoch=epoch, best=f"{best:.2f}dB" if best > -math.inf else "-")
+                postfix = {"loss": f"{running:.2f}", "epoch": epoch, "best": f"{best:.2f}dB" if best > -math.inf else "-"}
+                if not math.isinf(budget):
+                    left = max(0.0, budget - (elapsed_before + time.monotonic() - t0))
+                    postfix["left"] = f"{int(left // 60)}:{int(left % 60):02d}"
+                bar.set_postfix(postfix)
                 bar.update(1)
             if writer is not None:
                 writer.add_scalar("train/loss", value, step)
