@@ -610,7 +610,8 @@ class SC(StreamingModule):
         if k and self.deferrable and state.out is not None and need <= state.buffered:
             out = state.out
             return out[:, :, :need], dataclasses.replace(
-                state, pending_frames=k, buffered=out.shape[2] - need, out=out[:, :, need:], pending=x
+                # a copy: a runtime may reuse its input buffer for the next frame
+                state, pending_frames=k, buffered=out.shape[2] - need, out=out[:, :, need:], pending=x.clone()
             )
         y, body = self.body.step(x, state.body)
         out = self._append(state, y)

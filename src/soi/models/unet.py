@@ -378,11 +378,11 @@ class UNet(StreamingModule):
             self.upsampler if upsampler is None else upsampler,
             self.strided_mode if strided_mode is None else strided_mode,
         )
-        mine = self.state_dict()
-        theirs = new.state_dict()
-        new.load_state_dict({k: mine.get(k, v) for k, v in theirs.items()})
         p = next(self.parameters())
-        return new.to(device=p.device, dtype=p.dtype).train(self.training)
+        new = new.to(device=p.device, dtype=p.dtype).train(self.training)  # before loading: no rounding
+        mine = self.state_dict()
+        new.load_state_dict({k: mine.get(k, v) for k, v in new.state_dict().items()})
+        return new
 
     def baseline(self) -> UNet:
         """The same network with pattern ``"STMC"`` (the reference of the retained percentage)."""
