@@ -90,8 +90,10 @@ def exact_table(config: UNetConfig, families: list[list[str]]) -> tuple[str, lis
     lines = [
         "| strided levels | pattern | SOI MMAC/s | exact STMC MMAC/s | SOI state KiB | exact STMC state KiB | exact / SOI state |",
         "|---:|---|---:|---:|---:|---:|---:|",
-        f"| 0 | STMC | {stmc.mmac_per_s:.1f} | {stmc.mmac_per_s:.1f} | {stmc.state_bytes / 1024:.1f} | "
-        f"{stmc.state_bytes / 1024:.1f} | 1.00 |",
+        (
+            f"| 0 | STMC | {stmc.mmac_per_s:.1f} | {stmc.mmac_per_s:.1f} | {stmc.state_bytes / 1024:.1f} | "
+            f"{stmc.state_bytes / 1024:.1f} | 1.00 |"
+        ),
     ]
     rows = []
     for family in families:
@@ -124,8 +126,10 @@ def main() -> None:
         config, [["S-CC 1", "2xS-CC 1 2", "3xS-CC 1 2 3"], ["S-CC 5", "2xS-CC 5 6", "3xS-CC 5 6 7"]]
     )
     c = config
-    print(f"U-Net: {c.depth} levels, channels {list(c.channels)}, kernel {list(c.kernel)}, {c.freq_bins} bins, "
-          f"frequency stride {c.freq_stride}, time stride {c.time_stride}, {FRAME_RATE} frames/s\n")  # fmt: skip
+    print(
+        f"U-Net: {c.depth} levels, channels {list(c.channels)}, kernel {list(c.kernel)}, {c.freq_bins} bins, "
+        f"frequency stride {c.freq_stride}, time stride {c.time_stride}, {FRAME_RATE} frames/s\n"
+    )
     for title, table in (
         ("Patterns of the paper's tables 1 and 2", t1),
         ("Share of each level in the STMC cost", t2),

@@ -53,7 +53,7 @@ from .containers import Concat, DelayLine, FrameWise, Residual, Sequential, _Par
 from .conv import STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .pooling import CumulativeAvgPool, _STMCPoolNd
-from .scattered import SC, SCCPair, Shift, STMCStridedPair, Upsampler
+from .scattered import SC, SCCPair, Shift, STMCStridedPair
 from .state import StreamingModule, state_tensors
 
 __all__ = [
@@ -372,7 +372,7 @@ def _walk(
     if isinstance(m, SC):
         body_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed or m.deferrable, ctx.in_pair)
         return _walk(m.body, shape, body_ctx, names, works, dense, f"{path}.body")
-    if hasattr(m, "graph") and isinstance(getattr(m, "graph"), StreamingModule):
+    if isinstance(getattr(m, "graph", None), StreamingModule):
         return _walk(m.graph, shape, ctx, names, works, dense, path)
     raise TypeError(
         f"cost: do not know how to count {type(m).__name__} at {path or 'the root'}; "

@@ -113,7 +113,10 @@ def test_paper_like_unet_is_close_to_the_paper(paper_reports):
 
 def test_retained_and_precomputed_follow_the_level_shares(paper_reports):
     a = level_shares(paper_reports["STMC"])
-    below = lambda k: sum(a[i] for i in range(1, k))  # noqa: E731 - share of levels < k
+
+    def below(k):  # share of the levels < k
+        return sum(a[i] for i in range(1, k))
+
     for k in (2, 5, 7):
         want = 100 * (below(k) + (1 - below(k)) / 2)
         assert paper_reports[f"S-CC {k}"].retained_percent == pytest.approx(want), f"S-CC {k}"

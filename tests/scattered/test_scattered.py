@@ -110,9 +110,9 @@ def reference_upsample(name, e, s, weight=None, bias=None):
         elif name == "linear":
             frames.append((1 - r / s) * el(j) + (r / s) * el(j + 1))
         elif name == "cubic":
-            A, x = -0.75, r / s
+            x = r / s
 
-            def w(d):  # Keys' kernel at distance d
+            def w(d, A=-0.75):  # Keys' kernel at distance d
                 d = abs(d)
                 if d <= 1:
                     return (A + 2) * d**3 - (A + 3) * d**2 + 1

@@ -31,7 +31,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from ..containers import Concat, DelayLine, Sequential
