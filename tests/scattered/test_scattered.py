@@ -148,14 +148,15 @@ def test_interpolation_matches_torch_inside_the_sequence(mode):
     check_close(ours[:, :, lo : hi + 1], ref[:, :, lo : hi + 1], f"{mode} vs torch", atol=1e-13)
 
 
+@pytest.mark.parametrize("groups", [1, 2], ids=lambda g: f"groups{g}")
 @pytest.mark.parametrize("elements", [1, 2], ids=lambda m: f"elements{m}")
 @pytest.mark.parametrize("s", [2, 3], ids=lambda s: f"s{s}")
-def test_transposed_upsample_equals_torch_conv_transpose(s, elements):
+def test_transposed_upsample_equals_torch_conv_transpose(s, elements, groups):
     torch.manual_seed(0)
-    up = TransposedUpsample(4, 6, scale=s, elements=elements).double()
+    up = TransposedUpsample(4, 6, scale=s, elements=elements, groups=groups).double()
     e = torch.randn(2, 4, 5, 3, dtype=DT)
-    want = F.conv_transpose2d(e, up.weight.unsqueeze(-1), up.bias, stride=(s, 1))[:, :, : s * 5]
-    check_close(up(e), want, f"transposed s={s} elements={elements}", atol=1e-13)
+    want = F.conv_transpose2d(e, up.weight.unsqueeze(-1), up.bias, stride=(s, 1), groups=groups)[:, :, : s * 5]
+    check_close(up(e), want, f"transposed s={s} elements={elements} groups={groups}", atol=1e-13)
 
 
 def test_upsampler_delays():
