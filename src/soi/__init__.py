@@ -19,7 +19,9 @@ from .pooling import (
     STMCMaxPool3d,
     STMCMaxPoolNd,
 )
+from .scattered import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
 from .state import State, StreamingModule, replace_state_tensors, state_tensors
+from . import cost, models  # noqa: E402  (soi.cost(model) works: the module is callable)
 
 __version__ = "0.1.0"
 from .convert import ConversionError, convert

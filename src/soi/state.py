@@ -290,4 +290,7 @@ class StreamingModule(nn.Module):
                 f"reset(mask): expected a bool tensor of shape ({state.batch_size},), "
                 f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
             )
+        # Work a fully predictive model deferred to prepare() is owed to the streams that go on;
+        # doing it now changes no output and leaves no frame pending in the schedule.
+        state = self.prepare(state)
         self._held_state = _reset_state(state, fresh, mask, type(self).__name__)

@@ -135,3 +135,23 @@ def test_state_tensors_round_trip():
     rebuilt = soi.replace_state_tensors(state, [t + 1 for _, t in named])
     assert torch.equal(soi.state_tensors(rebuilt)[0][1], named[0][1] + 1)
     assert stream(model, torch.zeros(2, 2, 3, 6, dtype=torch.float64), [3]).shape == (2, 3, 3, 6)
+
+
+def test_partial_reset_of_a_fully_predictive_model():
+    from soi.models import UNet, UNetConfig
+
+    torch.manual_seed(3)
+    config = UNetConfig(freq_bins=17, in_channels=2, out_channels=2, channels=(4, 4, 4), kernel=(2, 3), freq_stride=2)
+    model = UNet(config, "SS-CC 2").double().eval()
+    g = torch.Generator().manual_seed(1)
+    first = torch.randn(2, 2, 4, 17, generator=g, dtype=torch.float64)
+    second = torch.randn(2, 2, 6, 17, generator=g, dtype=torch.float64)
+    mask = torch.tensor([True, False])
+    with model.streaming(2):
+        for t in range(4):  # one frame at a time: the deferred frame is pending after each step
+            model(first[:, :, t : t + 1])
+        model.reset(mask)
+        after = torch.cat([model(second[:, :, t : t + 1]) for t in range(6)], dim=2)
+    assert (after[mask] - model(second)[mask]).abs().max() <= 1e-12
+    continued = model(torch.cat([first, second], dim=2))[:, :, 4:]
+    assert (after[~mask] - continued[~mask]).abs().max() <= 1e-12
