@@ -115,11 +115,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="soi-demo", help="folder for the WAVs and the picture (default soi-demo/)")
     parser.add_argument("--data", help="default data set folder (default $SOI_DATA or ~/.cache/soi/default-data)")
     parser.add_argument("--example", type=int, default=0, help="index of the test example")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for the stream (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     from .cost import format_table
 
+    torch.set_num_threads(args.threads)
     r = run_demo(args.out, args.data, args.example)
     print()
     print(f"unseen test example {r['example']} (checkpoint trained as {r['checkpoint_pattern']!r}), streamed hop by hop:")

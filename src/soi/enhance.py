@@ -97,9 +97,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline", action="store_true", help="process the whole file at once (same samples)")
     parser.add_argument("--chunk-frames", type=int, default=1, help="hops per streaming step (default 1)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: a one-frame step is too small to share, and a real-time "
+        "device keeps the other cores for the rest of the system)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
     enhancer, _ = load_checkpoint(args.checkpoint, pattern=args.pattern)
     r = enhance_file(args.noisy, args.output, enhancer, args.offline, args.force, args.chunk_frames)
     for note in r.notes:
