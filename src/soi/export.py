@@ -12,12 +12,14 @@ phase, look-ahead frames still to skip, frames pending in an FP shift) are the s
 are baked into the graph of each phase (:func:`soi.fast.discover_schedule`). STMC has one phase; an
 S-CC pair of stride 2 has two; FP patterns add ``prepare`` graphs (the work that needs only past
 frames, to run between frames) before each ``step``. A look-ahead or an FP shift adds *warm-up*
-phases that run once at the start of a stream (their ``y`` may have fewer frames: the outputs held
+phases that run once at the start of a stream (a ``null`` entry is a ``prepare`` with nothing to do) (their ``y`` may have fewer frames: the outputs held
 back by look-ahead); ``warmup`` then ``cycle`` repeated is the whole schedule.
 
-Every state tensor is a named graph input ``state.<path>`` and output ``next.<path>`` (``path`` as
-in :func:`soi.state_tensors`). A graph's outputs are the whole state after the call: state tensors
-that a call does not output are dropped (an FP shift's pending frame after ``prepare``).
+Every state tensor is a named graph input ``state.<path>`` and, when the call changes it, output
+``next.<path>`` (``path`` as in :func:`soi.state_tensors`). The state after a call is the graph's
+``next.*`` outputs plus the tensors listed in the graph's ``keep`` (passed through unchanged, e.g.
+the deep layers of an S-CC pair on a skipped frame: no copy); any other tensor is dropped (an FP
+shift's pending frame after ``prepare``).
 
 ``manifest.json`` records the phase order, the graphs and their inputs/outputs, every state
 tensor's shape, dtype and initial fill value, the chunk shape, and for speech checkpoints the sample
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fast import Schedule, StepGraph, discover_schedule, fold_batchnorm
+from .fast import Schedule, StepGraph, discover_schedule, fold_batchnorm, lean
 from .state import StreamingModule, state_tensors
 
 __all__ = ["export_onnx", "MANIFEST", "FORMAT", "configure", "run"]
@@ -108,18 +110,21 @@ def export_onnx(
         raise FileExistsError(f"export_onnx: {out_dir} exists and is not empty (use overwrite=True / --force)")
     out_dir.mkdir(parents=True, exist_ok=True)
     input_shape = tuple(int(v) for v in input_shape)
-    net = fold_batchnorm(model) if fold_bn else model
+    net = lean(model, fold_bn=fold_bn)
     for p in net.parameters():
         p.requires_grad_(False)
     sched = discover_schedule(net, input_shape, prepare=prepare)
     dtype = next(net.parameters()).dtype
 
     graphs = []
+    noop_ids = {gid for gid, ph in sched.graphs.items() if ph.kind == "prepare" and ph.noop}
     for gid, ph in sorted(sched.graphs.items()):
-        graph = StepGraph(net, ph.in_template, ph.kind, ph.out_template).eval()
+        if gid in noop_ids:
+            continue  # a prepare with nothing to do (FP warm-up): listed as null, nothing to run
+        graph = StepGraph(net, ph.in_template, ph.kind, ph.out_template, ph.changed).eval()
         state_in = tuple(t for _, t in state_tensors(ph.in_template))
         in_names = [f"state.{n}" for n in ph.in_names]
-        out_names = [f"next.{n}" for n in ph.out_names]
+        out_names = [f"next.{n}" for n in graph.out_names]
         if ph.kind == "step":
             x = torch.zeros(input_shape, dtype=dtype)
             args = (x, *state_in)
@@ -152,6 +157,7 @@ def export_onnx(
                 "kind": ph.kind,
                 "inputs": in_names,
                 "outputs": out_names,
+                "keep": ph.kept,
                 "output_shape": y_shape,
             }
         )
@@ -176,8 +182,8 @@ def export_onnx(
         "model": type(model).__name__,
         "input": {"name": "x", "shape": list(input_shape), "dtype": _dtype_name(dtype)},
         "frames_per_step": input_shape[2],
-        "warmup": [ph.graph_id for ph in sched.warmup],
-        "cycle": [ph.graph_id for ph in sched.cycle],
+        "warmup": [None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.warmup],
+        "cycle": [None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.cycle],
         "warmup_kinds": [ph.kind for ph in sched.warmup],
         "cycle_kinds": [ph.kind for ph in sched.cycle],
         "graphs": graphs,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -41,9 +42,11 @@ from .containers import FrameWise
 from .conv import STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .state import State, StreamingModule, replace_state_tensors, state_tensors
+from .window import TemporalWindow, WindowState
 
 __all__ = [
     "fold_batchnorm",
+    "lean",
     "schedule_key",
     "Phase",
     "Schedule",
@@ -131,6 +134,80 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 # ==================================================================================================
+# Lean window steps
+# ==================================================================================================
+
+
+def _lean_window_step(self: TemporalWindow, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
+    """``TemporalWindow.step`` without what only Python needs and without copies a graph pays for:
+    no input checks (shapes are fixed when a graph is built), a chunk of 0 frames is no work at all,
+    and the new history is sliced from the chunk itself when the chunk is at least as long, so the
+    window's concatenation feeds only the operation. Same outputs, same state values."""
+    n = x.shape[2]
+    h = self.history_frames
+    hist = state.history
+    if hist is None:
+        hist = x.new_full((x.shape[0], x.shape[1], h, *x.shape[3:]), self.fill_value)
+    s = self.time_stride
+    first = (s - state.phase) % s
+    outputs = max(0, math.ceil((n - first) / s))
+    new_phase = (state.phase + n) % s
+    if n == 0 or outputs == 0:
+        out_channels = getattr(self, "out_channels", x.shape[1])
+        y = x.new_zeros((x.shape[0], out_channels, 0, *self._out_frame_size(tuple(x.shape[3:]))))
+        if n == 0:
+            return y, dataclasses.replace(state, history=hist)
+    full = torch.cat([hist, x], dim=2) if h else x
+    if h == 0:
+        new_hist = hist
+    elif n == h:
+        new_hist = x
+    elif n > h:
+        new_hist = x[:, :, n - h :]
+    else:
+        new_hist = full[:, :, full.shape[2] - h :]
+    if outputs == 0:
+        return y, dataclasses.replace(state, history=new_hist, phase=new_phase)
+    y = self._op(full[:, :, first:] if first else full)
+    skip = state.skip
+    if skip:
+        dropped = min(skip, y.shape[2])
+        y = y[:, :, dropped:]
+        skip -= dropped
+    return y, dataclasses.replace(state, history=new_hist, phase=new_phase, skip=skip)
+
+
+def lean(model: nn.Module, fold_bn: bool = True) -> nn.Module:
+    """A copy of ``model`` for inference: BatchNorm folded (:func:`fold_batchnorm`) and every shift
+    register layer using the lean step (:func:`_lean_window_step`: no Python checks, no work for
+    empty chunks, the history sliced from the chunk). Outputs and states equal ``model``'s."""
+    model = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    for m in _all_modules(model):
+        if isinstance(m, TemporalWindow) and type(m).step is TemporalWindow.step:
+            m.step = types.MethodType(_lean_window_step, m)
+    return model
+
+
+def _all_modules(model: nn.Module) -> list[nn.Module]:
+    """Every module reachable from ``model``, including the ones containers hold without
+    registering them (e.g. the alignment delays of ``Concat`` and a U-Net's ``graph``)."""
+    seen: dict[int, nn.Module] = {}
+    stack: list[Any] = [model]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen[id(m)] = m
+        stack.extend(m.children())
+        for v in vars(m).values():
+            if isinstance(v, nn.Module):
+                stack.append(v)
+            elif isinstance(v, (list, tuple)):
+                stack.extend(u for u in v if isinstance(u, nn.Module))
+    return list(seen.values())
+
+
+# ==================================================================================================
 # The static schedule
 # ==================================================================================================
 
@@ -170,7 +247,14 @@ class Phase:
     out_template: State
     in_names: list[str]
     out_names: list[str]
+    changed: list[str] = field(default_factory=list)
     noop: bool = False
+
+    @property
+    def kept(self) -> list[str]:
+        """State tensors the call passes through unchanged (not outputs of its graph)."""
+        changed = set(self.changed)
+        return [n for n in self.out_names if n not in changed]
 
 
 @dataclass
@@ -256,17 +340,13 @@ def discover_schedule(
     frame_start: dict[tuple, int] = {}
 
     def record(kind: str, before: State, after: State) -> None:
-        key = (kind, schedule_key(before), schedule_key(after))
+        old = dict(state_tensors(before))
+        new = state_tensors(after)
+        changed = [n for n, t in new if old.get(n) is not t]
+        key = (kind, schedule_key(before), schedule_key(after), tuple(changed))
         gid = graph_ids.setdefault(key, len(graph_ids))
-        ph = Phase(
-            kind,
-            gid,
-            before,
-            after,
-            [n for n, _ in state_tensors(before)],
-            [n for n, _ in state_tensors(after)],
-        )
-        ph.noop = key[1] == key[2] and all(a is b for (_, a), (_, b) in zip(state_tensors(before), state_tensors(after)))
+        ph = Phase(kind, gid, before, after, list(old), [n for n, _ in new], changed)
+        ph.noop = key[1] == key[2] and not changed
         graphs.setdefault(gid, ph)
         calls.append(ph)
 
@@ -283,7 +363,7 @@ def discover_schedule(
             new = model.prepare(state)
             record("prepare", state, new)
             state = new
-        _, new = model.step(x, state)
+        _, new = model.step(x.clone(), state)  # a fresh input each call: a history may alias it
         record("step", state, new)
         state = new
     raise RuntimeError(f"discover_schedule: the schedule did not repeat within {max_calls} calls")
@@ -307,7 +387,14 @@ class StepGraph(nn.Module):
     Usable by ``torch.compile``, ``torch.export`` and ``torch.onnx.export``.
     """
 
-    def __init__(self, model: StreamingModule, template: State, kind: str = "step", out_template: State | None = None) -> None:
+    def __init__(
+        self,
+        model: StreamingModule,
+        template: State,
+        kind: str = "step",
+        out_template: State | None = None,
+        outputs: Sequence[str] | None = None,
+    ) -> None:
         super().__init__()
         if kind not in ("step", "prepare"):
             raise ValueError(f"StepGraph: kind must be 'step' or 'prepare', got {kind!r}")
@@ -316,6 +403,12 @@ class StepGraph(nn.Module):
         object.__setattr__(self, "template", template)
         self.in_names = [n for n, _ in state_tensors(template)]
         self.out_names = list(self.in_names) if out_template is None else [n for n, _ in state_tensors(out_template)]
+        if outputs is not None:
+            unknown = set(outputs) - set(self.out_names)
+            if unknown:
+                raise ValueError(f"StepGraph: outputs {sorted(unknown)} are not tensors of the new state")
+            self.out_names = [n for n in self.out_names if n in set(outputs)]
+        self._out_set = set(self.out_names)
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
         if self.kind == "step":
@@ -327,9 +420,10 @@ class StepGraph(nn.Module):
         state = replace_state_tensors(self.template, tensors)
         if self.kind == "step":
             y, new = self.model.step(x, state)
-            return (y, *[t for _, t in state_tensors(new)])
-        new = self.model.prepare(state)
-        return tuple(t for _, t in state_tensors(new))
+        else:
+            y, new = None, self.model.prepare(state)
+        out = [t for n, t in state_tensors(new) if n in self._out_set]
+        return (y, *out) if self.kind == "step" else tuple(out)
 
 
 # ==================================================================================================
@@ -358,6 +452,8 @@ class FastStreamer:
         input_shape: ``(B, C, n, ...)`` of every chunk (``n`` frames per call, usually 1).
         backend: one of :data:`BACKENDS`.
         fold_bn: fold BatchNorm into the convolutions first (:func:`fold_batchnorm`).
+        lean_steps: shift registers use the lean step (:func:`lean`); the ``"eager"`` backend
+            always runs the plain step (the reference).
         prepare: run FP ``prepare`` as its own phase (default: when the model defers work).
 
     ``step(x)`` returns what ``model.step`` would; ``prepare()`` (FP patterns) does the work that
@@ -373,23 +469,32 @@ class FastStreamer:
         fold_bn: bool = True,
         prepare: bool | None = None,
         dtype: torch.dtype | None = None,
+        lean_steps: bool = True,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"FastStreamer: unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         if model.training:
             raise ValueError("FastStreamer: the model is in training mode; call model.eval() first")
         self.reference = model
-        self.model = fold_batchnorm(model) if fold_bn else model
+        if lean_steps and backend != "eager":
+            self.model = lean(model, fold_bn=fold_bn)
+        else:
+            self.model = fold_batchnorm(model) if fold_bn else model
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.backend = backend
         self.input_shape = tuple(int(v) for v in input_shape)
         self.schedule = discover_schedule(self.model, self.input_shape, prepare=prepare, dtype=dtype)
         self._runners: dict[int, Callable[..., tuple[Tensor, ...]]] = {}
+        self._assemble: dict[int, list[tuple[bool, int]]] = {}
+        for ph in [*self.schedule.warmup, *self.schedule.cycle]:
+            pos_in = {n: i for i, n in enumerate(ph.in_names)}
+            pos_new = {n: i for i, n in enumerate(ph.changed)}
+            self._assemble[id(ph)] = [(True, pos_new[n]) if n in pos_new else (False, pos_in[n]) for n in ph.out_names]
         for gid, ph in self.schedule.graphs.items():
             if backend == "eager":
                 continue
-            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template)
+            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template, ph.changed)
             example = tuple(t for _, t in state_tensors(ph.in_template))
             if ph.kind == "step":
                 x = torch.zeros(self.input_shape, dtype=example[0].dtype if example else torch.get_default_dtype())
@@ -430,10 +535,8 @@ class FastStreamer:
         else:
             args = (x, *self._tensors) if ph.kind == "step" else tuple(self._tensors)
             out = self._runners[ph.graph_id](*args)
-            if ph.kind == "step":
-                y, self._tensors = out[0], list(out[1:])
-            else:
-                y, self._tensors = None, list(out)
+            y, new = (out[0], out[1:]) if ph.kind == "step" else (None, out)
+            self._tensors = [new[i] if fresh else self._tensors[i] for fresh, i in self._assemble[id(ph)]]
         self._index += 1
         return y
 

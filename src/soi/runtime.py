@@ -63,9 +63,13 @@ class OnnxStreamer:
                 "state_in": [n[len("state.") :] for n in g["inputs"] if n.startswith("state.")],
                 "outputs": list(g["outputs"]),
                 "state_out": [n[len("next.") :] for n in g["outputs"] if n.startswith("next.")],
+                "keep": list(g.get("keep", [])),
             }
-        self._warmup = [(gid, self._graphs[gid]["kind"]) for gid in self.manifest["warmup"]]
-        self._cycle = [(gid, self._graphs[gid]["kind"]) for gid in self.manifest["cycle"]]
+        def kinds(ids: list, names: list) -> list[tuple[int | None, str]]:
+            return [(gid, self._graphs[gid]["kind"] if gid is not None else kind) for gid, kind in zip(ids, names)]
+
+        self._warmup = kinds(self.manifest["warmup"], self.manifest["warmup_kinds"])
+        self._cycle = kinds(self.manifest["cycle"], self.manifest["cycle_kinds"])
         with np.load(self.directory / self.manifest["initial_state"]) as data:
             self._initial = {k: data[k] for k in data.files}
         self.input_shape = tuple(self.manifest["input"]["shape"])
@@ -89,6 +93,9 @@ class OnnxStreamer:
 
     def _run(self, x: np.ndarray | None) -> np.ndarray | None:
         gid, kind = self._phase(self._index)
+        if gid is None:  # a prepare with nothing to do
+            self._index += 1
+            return None
         g = self._graphs[gid]
         feeds = {f"state.{n}": self.state[n] for n in g["state_in"]}
         if kind == "step":
@@ -98,7 +105,9 @@ class OnnxStreamer:
             y, rest = outs[0], outs[1:]
         else:
             y, rest = None, outs
-        self.state = dict(zip(g["state_out"], rest))
+        state = {n: self.state[n] for n in g["keep"]}
+        state.update(zip(g["state_out"], rest))
+        self.state = state
         self._index += 1
         return y
 
