@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .state import StreamingModule
 
-__all__ = ["split_points", "stream", "assert_streams_like_offline"]
+__all__ = ["split_points", "stream", "assert_close", "assert_streams_like_offline"]
 
 
 def split_points(total: int, chunk: int | str | Sequence[int], seed: int = 0) -> list[int]:
@@ -40,19 +40,38 @@ def split_points(total: int, chunk: int | str | Sequence[int], seed: int = 0) ->
     return sizes
 
 
-def stream(module: StreamingModule, x: Tensor, chunks: Iterable[int], flush: bool = True) -> Tensor:
-    """Run ``x`` (B, C, T, ...) through ``module.step`` chunk by chunk from a zero state."""
+def stream(
+    module: StreamingModule, x: Tensor, chunks: Iterable[int] | int | str, flush: bool = True, prepare: bool = False
+) -> Tensor:
+    """Run ``x`` (B, C, T, ...) through ``module.step`` chunk by chunk from a zero state.
+
+    ``chunks`` is a list of lengths or anything :func:`split_points` takes; ``prepare`` calls
+    ``module.prepare`` between steps, as a runtime doing fully predictive work between frames would.
+    """
+    if isinstance(chunks, (int, str)):
+        chunks = split_points(x.shape[2], chunks)
     state = module.init_state(x.shape[0], device=x.device, dtype=x.dtype)
     outputs, start = [], 0
     for n in chunks:
         y, state = module.step(x[:, :, start : start + n], state)
         outputs.append(y)
         start += n
+        if prepare:
+            state = module.prepare(state)
     if flush:
         tail, state = module.flush(state)
         if tail is not None:
             outputs.append(tail)
     return torch.cat(outputs, dim=2)
+
+
+def assert_close(got: Tensor, want: Tensor, case: str, atol: float = 1e-10) -> None:
+    """Same shape and max abs error <= ``atol``, with a message naming the case and the error."""
+    if got.shape != want.shape:
+        raise AssertionError(f"{case}: shape {tuple(got.shape)} != expected {tuple(want.shape)}")
+    err = (got - want).abs().max().item() if got.numel() else 0.0
+    if not err <= atol:
+        raise AssertionError(f"{case}: max abs error {err:.3e} > {atol:.0e}")
 
 
 def assert_streams_like_offline(
@@ -66,10 +85,4 @@ def assert_streams_like_offline(
     with torch.no_grad():
         expected = module(x)
         for chunk in chunks:
-            got = stream(module, x, split_points(x.shape[2], chunk))
-            label = f"{case} chunk={chunk}".strip()
-            if got.shape != expected.shape:
-                raise AssertionError(f"{label}: streamed shape {tuple(got.shape)} != offline {tuple(expected.shape)}")
-            err = (got - expected).abs().max().item() if got.numel() else 0.0
-            if not err <= atol:
-                raise AssertionError(f"{label}: streaming differs from offline by {err:.3e} (> {atol:.0e})")
+            assert_close(stream(module, x, chunk), expected, f"{case} chunk={chunk}: streaming vs offline".strip(), atol)

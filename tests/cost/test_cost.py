@@ -20,12 +20,6 @@ TINY = UNetConfig(freq_bins=17, in_channels=2, out_channels=2, channels=(3, 4, 4
 PAPER = UNetConfig.preset("paper")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import soi
+import soi.testing
 from soi.cost import analyze, measure_steps, schedule
 from soi.models import UNet, UNetConfig, parse_pattern
 from soi.scattered import UPSAMPLERS
@@ -25,12 +26,6 @@ PATTERNS = (
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make(pattern, upsampler="duplicate", mode="soi", config=TINY, seed=0):
@@ -47,24 +42,11 @@ def make(pattern, upsampler="duplicate", mode="soi", config=TINY, seed=0):
 
 
 def stream(module, x, chunk, prepare=False):
-    n = x.shape[2] if chunk == "whole" else chunk
-    state = module.init_state(x.shape[0])
-    ys = []
-    for i in range(0, x.shape[2], n):
-        y, state = module.step(x[:, :, i : i + n], state)
-        ys.append(y)
-        if prepare:
-            state = module.prepare(state)
-    tail, _ = module.flush(state)
-    if tail is not None:
-        ys.append(tail)
-    return torch.cat(ys, dim=2)
+    return soi.testing.stream(module, x, chunk, prepare=prepare)
 
 
 def check_close(got, want, case, atol=1e-12):
-    assert got.shape == want.shape, f"{case}: shape {tuple(got.shape)} != expected {tuple(want.shape)}"
-    err = (got - want).abs().max().item()
-    assert err <= atol, f"{case}: streaming differs from offline by {err:.3e} (> {atol:.0e})"
+    soi.testing.assert_close(got, want, case, atol)
 
 
 # ==================================================================================================

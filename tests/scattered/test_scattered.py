@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import soi
+import soi.testing
 from soi.cost import MacCounter, analyze, measure_steps, schedule
 from soi.scattered import (
     SC,
@@ -32,35 +33,14 @@ DT = torch.float64
 CHUNKS = (1, 2, 3, 5, "whole")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny ops: one thread is several times faster on a shared machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def stream(module, x, chunk, prepare=False):
-    """Stream x through module in chunks (int or "whole"), optionally preparing between steps."""
-    n = x.shape[2] if chunk == "whole" else chunk
-    state = module.init_state(x.shape[0], dtype=x.dtype)
-    ys = []
-    for i in range(0, x.shape[2], n):
-        y, state = module.step(x[:, :, i : i + n], state)
-        ys.append(y)
-        if prepare:
-            state = module.prepare(state)
-    tail, state = module.flush(state)
-    if tail is not None:
-        ys.append(tail)
-    return torch.cat(ys, dim=2)
+    return soi.testing.stream(module, x, chunk, prepare=prepare)
 
 
 def check_close(got, want, case, atol=1e-12):
-    assert got.shape == want.shape, f"{case}: shape {tuple(got.shape)} != expected {tuple(want.shape)}"
-    err = (got - want).abs().max().item() if got.numel() else 0.0
-    assert err <= atol, f"{case}: max abs error {err:.3e} > {atol:.0e}"
+    soi.testing.assert_close(got, want, case, atol)
 
 
 def check_equal(got, want, case):
