@@ -305,6 +305,7 @@ def _stream_cases(
                 phase_of=lambda s=ort_stream, w=w, n=n: (s._index - w) % n, state_bytes=ort_stream.manifest["state_bytes"],
             )  # fmt: skip
             case.extra["onnx_dir"] = str(out)
+            case.extra["model"] = model
         else:
             raise ValueError(f"unknown form {form!r}; valid: {', '.join(FORMS)}")
         case.build_s = time.perf_counter() - t0
@@ -483,6 +484,8 @@ def bench(
     windowed: bool = True,
     exact_strided: bool = True,
     batch: int = 1,
+    throughput_batches: Sequence[int] = (),
+    check_onnx: bool = True,
     threads: int = 1,
     rounds: int = 40,
     frames_per_round: int = 10,
@@ -518,6 +521,23 @@ def bench(
             if exact_strided:
                 model = _make_model(config, "S-CC 2", strided_mode="stmc")
                 cases += _stream_cases("STMC exact-strided", "S-CC 2", model, forms, batch, tmp, threads)
+            for b in throughput_batches:  # B independent streams per call, fast forms
+                if b != batch:
+                    cases += _stream_cases("STMC", "STMC", stmc, [f for f in forms if f != "eager"], b, tmp, threads)
+            parity: dict[str, float] = {}
+            parity_original: dict[str, float] = {}
+            if check_onnx:
+                from .export import check_export
+
+                from .fast import lean
+
+                for c in cases:
+                    if c.form == "onnxruntime" and "onnx_dir" in c.extra and c.extra.get("batch", 1) == batch:
+                        model = c.extra["model"]
+                        key = f"{c.variant} / {c.pattern}"
+                        # against the exported function itself (BatchNorm folded) and against the original
+                        parity[key] = check_export(lean(model), c.extra["onnx_dir"], steps=200, threads=threads)
+                        parity_original[key] = check_export(model, c.extra["onnx_dir"], steps=200, threads=threads)
             from .models.unet import UNetConfig
 
             cfg = config if isinstance(config, UNetConfig) else UNetConfig.from_json(config)
@@ -529,12 +549,20 @@ def bench(
     rows = [_summary(c, frame_ms, reference["gmac_per_s"], frame_rate) for c in cases]
     facts = machine_facts(threads)
     facts["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    try:
+        import resource
+
+        facts["peak_rss_bytes_whole_run"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    except (ImportError, OSError):
+        pass
     return {
         "machine": facts,
         "config": cfg.to_dict(),
         "frame_ms": frame_ms,
         "timing": {"rounds": rounds, "frames_per_round": frames_per_round, "warmup_rounds": warmup_rounds},
         "reference": reference,
+        "onnx_parity_max_abs": parity,
+        "onnx_vs_unfolded_max_abs": parity_original,
         "rows": rows,
     }
 
@@ -546,17 +574,17 @@ def bench(
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     head = (
-        "| variant | form | pattern | median ms | p90 ms | p99 ms | avg ms | peak ms | arrival ms | RTF | MMAC/s | GMAC/s | eff. % | state KiB |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| variant | form | pattern | B | median ms | p90 ms | p99 ms | avg ms | peak ms | arrival ms | RTF | streams/s | MMAC/s | GMAC/s | eff. % | state KiB |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
         arrival = f"{r['arrival_ms_median']:.3f}" if "arrival_ms_median" in r else ""
         eff = f"{100 * r['efficiency_vs_matmul']:.1f}" if r.get("efficiency_vs_matmul") is not None else ""
         lines.append(
-            f"| {r['variant']} | {r['form']} | {r['pattern']} | {r['step_ms_median']:.3f} | {r['step_ms_p90']:.3f} | "
+            f"| {r['variant']} | {r['form']} | {r['pattern']} | {r['batch']} | {r['step_ms_median']:.3f} | {r['step_ms_p90']:.3f} | "
             f"{r['step_ms_p99']:.3f} | {r['step_ms_avg_over_phases']:.3f} | {r['step_ms_peak_phase']:.3f} | {arrival} | "
-            f"{r['rtf']:.4f} | {r['mmac_per_s']:.1f} | {r['gmac_per_s_achieved']:.2f} | {eff} | {r['state_bytes'] / 1024:.1f} |"
+            f"{r['rtf']:.4f} | {r['streams_per_s']:.0f} | {r['mmac_per_s']:.1f} | {r['gmac_per_s_achieved']:.2f} | {eff} | {r['state_bytes'] / 1024:.1f} |"
         )
     return "\n".join(lines)
 
@@ -568,6 +596,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-windowed", action="store_true", help="skip the windowed-recompute baseline")
     parser.add_argument("--no-exact-strided", action="store_true", help="skip STMC exact-strided")
     parser.add_argument("--batch", type=int, default=1, help="independent streams per step (default 1)")
+    parser.add_argument("--throughput-batch", type=int, action="append", default=None, help="also time STMC with B streams per call (repeatable)")
     parser.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default 1)")
     parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds timed (default 40)")
     parser.add_argument("--frames-per-round", type=int, default=10, help="frames per case per round (default 10)")
@@ -582,6 +611,8 @@ def run(args: argparse.Namespace) -> int:
         windowed=not args.no_windowed,
         exact_strided=not args.no_exact_strided,
         batch=args.batch,
+        throughput_batches=tuple(args.throughput_batch or ()),
+        check_onnx=False,
         threads=args.threads,
         rounds=args.rounds,
         frames_per_round=args.frames_per_round,

@@ -5,8 +5,9 @@
 ...     stream.prepare()                          # FP patterns: precompute now (between frames)
 ...     y = stream.step(frame)                    # only the rest of the work: arrival to output
 
-The state lives in a dict of named numpy arrays; each call feeds the tensors its graph takes and
-replaces the state with what the graph returns. The phase order (warm-up, then the cycle for ever)
+The state lives in a dict of named onnxruntime tensors (``OrtValue``, bound with I/O binding: no
+conversion to numpy between calls); each call binds the tensors its graph takes and replaces the
+state with what the graph returns plus what it passes through (the manifest's ``keep``). The phase order (warm-up, then the cycle for ever)
 comes from the manifest, so the runtime has no knowledge of the model.
 """
 
@@ -57,8 +58,11 @@ class OnnxStreamer:
         self._graphs: dict[int, dict[str, Any]] = {}
         for g in self.manifest["graphs"]:
             sess = ort.InferenceSession(str(self.directory / g["file"]), opts, providers=providers)
+            state_in = [n[len("state.") :] for n in g["inputs"] if n.startswith("state.")]
             self._graphs[g["id"]] = {
                 "session": sess,
+                "binding": sess.io_binding(),
+                "feeds": [(f"state.{n}", n) for n in state_in],
                 "kind": g["kind"],
                 "state_in": [n[len("state.") :] for n in g["inputs"] if n.startswith("state.")],
                 "outputs": list(g["outputs"]),
@@ -79,8 +83,16 @@ class OnnxStreamer:
     # -- stream ---------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Restart the stream from the initial state."""
-        self.state: dict[str, np.ndarray] = {k: v.copy() for k, v in self._initial.items()}
+        import onnxruntime as ort
+
+        # The state stays in onnxruntime's own tensors (OrtValue) between calls: no conversions.
+        self._state = {k: ort.OrtValue.ortvalue_from_numpy(v.copy()) for k, v in self._initial.items()}
         self._index = 0
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The current state as named numpy arrays (copies)."""
+        return {k: v.numpy() for k, v in self._state.items()}
 
     def _phase(self, index: int) -> tuple[int, str]:
         if index < len(self._warmup):
@@ -97,17 +109,25 @@ class OnnxStreamer:
             self._index += 1
             return None
         g = self._graphs[gid]
-        feeds = {f"state.{n}": self.state[n] for n in g["state_in"]}
+        io = g["binding"]
+        io.clear_binding_inputs()
+        io.clear_binding_outputs()
+        state = self._state
+        for feed, name in g["feeds"]:
+            io.bind_ortvalue_input(feed, state[name])
         if kind == "step":
-            feeds["x"] = x
-        outs = g["session"].run(None, feeds)
+            io.bind_cpu_input("x", x)
+        for name in g["outputs"]:
+            io.bind_output(name, "cpu")
+        g["session"].run_with_iobinding(io)
+        outs = io.get_outputs()
         if kind == "step":
-            y, rest = outs[0], outs[1:]
+            y, rest = outs[0].numpy(), outs[1:]
         else:
             y, rest = None, outs
-        state = {n: self.state[n] for n in g["keep"]}
-        state.update(zip(g["state_out"], rest))
-        self.state = state
+        new = {n: state[n] for n in g["keep"]}
+        new.update(zip(g["state_out"], rest))
+        self._state = new
         self._index += 1
         return y
 
@@ -130,4 +150,4 @@ class OnnxStreamer:
 
     @property
     def state_bytes(self) -> int:
-        return int(sum(v.nbytes for v in self.state.values()))
+        return int(sum(v.tensor_size_in_bytes() for v in self._state.values()))
