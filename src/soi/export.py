@@ -110,7 +110,7 @@ def export_onnx(
         raise FileExistsError(f"export_onnx: {out_dir} exists and is not empty (use overwrite=True / --force)")
     out_dir.mkdir(parents=True, exist_ok=True)
     input_shape = tuple(int(v) for v in input_shape)
-    net = lean(model, fold_bn=fold_bn)
+    net = lean(model, fold_bn=fold_bn, target="onnx")
     for p in net.parameters():
         p.requires_grad_(False)
     sched = discover_schedule(net, input_shape, prepare=prepare)

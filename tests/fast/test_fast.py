@@ -203,3 +203,31 @@ def test_fast_streamer_exact_strided_mode():
     ref = _stream_reference(model, x)
     got = _stream_fast(FastStreamer(model, (2, 2, 1, 33), backend="export"), x)
     assert (got - ref).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("target", ["torch", "onnx"])
+def test_lean_matmul_and_polyphase_ops_are_exact(monkeypatch, target):
+    """Every layer through the im2col + matrix product path and every strided tSTMC through the
+    polyphase convolution (forced with a zero size threshold): same outputs as the plain model."""
+    import soi.fast as fast
+
+    monkeypatch.setattr(fast, "MATMUL_MIN_WEIGHTS", 0)
+    torch.manual_seed(5)
+    layers = []
+    for k, s, p, op in [(5, 2, 2, 0), (5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (3, 3, 0, 0)]:
+        layers.append(soi.STMCConvTranspose2d(3, 3, (2, k), stride=(1, s), padding=p, output_padding=op))
+        layers.append(soi.STMCConv2d(3, 3, (2, k), stride=(1, s), padding=p))
+    nets = [soi.Sequential(layers[i], layers[i + 1]).double().eval() for i in range(0, len(layers), 2)]
+    for net in [*nets, unet_like(time_stride=2)]:
+        x = _x(t=9) if net[0].in_channels == 2 else _x(t=9, c=3, f=11)
+        fast_net = fast.lean(net, target=target)
+        assert any(hasattr(m, "_lean_poly") for m in fast._all_modules(fast_net))
+        with torch.no_grad():
+            assert (fast_net(x) - net(x)).abs().max() < 1e-10
+            ref = _stream_reference(net, x)
+            got = _stream_reference(fast_net, x)
+            assert (got - ref).abs().max() < 1e-10
+    # a batch of streams through the matrix-product path
+    fs = FastStreamer(unet_like(), (2, 2, 1, F), backend="export")
+    x = _x(t=6)
+    assert (_stream_fast(fs, x) - _stream_reference(unet_like(), x)).abs().max() < 1e-10
