@@ -389,9 +389,13 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
 # ==================================================================================================
 
 
-def _measure(cases: list[BenchCase], rounds: int, frames_per_round: int, warmup_rounds: int, progress: bool) -> None:
+def _measure(
+    cases: list[BenchCase], rounds: int, frames_per_round: int, warmup_rounds: int, progress: bool, block_warmup: int = 2
+) -> None:
     """Interleave: every round runs ``frames_per_round`` frames of every case, the order rotating,
-    so slow drifts of the machine (other processes, clock) hit every case alike."""
+    so slow drifts of the machine (other processes, clock) hit every case alike. Each block starts
+    with ``block_warmup`` untimed frames (a multiple of every cycle): switching between cases
+    evicts the caches, and without them the first phase of every cycle would pay for it."""
     order = list(range(len(cases)))
     it = range(warmup_rounds + rounds)
     if progress:
@@ -410,7 +414,12 @@ def _measure(cases: list[BenchCase], rounds: int, frames_per_round: int, warmup_
                 order = order[1:] + order[:1]
                 for i in order:
                     c = cases[i]
-                    for _ in range(frames_per_round):
+                    for f in range(block_warmup + frames_per_round):
+                        if f < block_warmup:
+                            if c.prepare is not None:
+                                c.prepare()
+                            c.step()
+                            continue
                         phase = c.phase_of()
                         tp = 0.0
                         if c.prepare is not None:
@@ -524,10 +533,10 @@ def bench(
             for b in throughput_batches:  # B independent streams per call, fast forms
                 if b != batch:
                     cases += _stream_cases("STMC", "STMC", stmc, [f for f in forms if f != "eager"], b, tmp, threads)
-            parity: dict[str, float] = {}
-            parity_original: dict[str, float] = {}
+            parity: dict[str, dict[str, float]] = {}
+            parity_original: dict[str, dict[str, float]] = {}
             if check_onnx:
-                from .export import check_export
+                from .export import compare_export
 
                 from .fast import lean
 
@@ -536,8 +545,8 @@ def bench(
                         model = c.extra["model"]
                         key = f"{c.variant} / {c.pattern}"
                         # against the exported function itself (BatchNorm folded) and against the original
-                        parity[key] = check_export(lean(model), c.extra["onnx_dir"], steps=200, threads=threads)
-                        parity_original[key] = check_export(model, c.extra["onnx_dir"], steps=200, threads=threads)
+                        parity[key] = compare_export(lean(model, target="onnx"), c.extra["onnx_dir"], steps=200, threads=threads)
+                        parity_original[key] = compare_export(model, c.extra["onnx_dir"], steps=200, threads=threads)
             from .models.unet import UNetConfig
 
             cfg = config if isinstance(config, UNetConfig) else UNetConfig.from_json(config)

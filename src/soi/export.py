@@ -203,6 +203,13 @@ def export_onnx(
 def check_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> float:
     """Max absolute difference between ``model.step`` and the exported graphs on ``steps`` random
     chunks (the FP ``prepare`` graphs run between them)."""
+    return compare_export(model, out_dir, steps, seed, threads)["max_abs"]
+
+
+def compare_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> dict[str, float]:
+    """``{"max_abs", "max_ref", "max_rel"}``: the largest absolute difference between ``model.step``
+    and the exported graphs over ``steps`` random chunks, the largest output magnitude, and their
+    ratio (float32 rounding grows with the output's scale)."""
     from .runtime import OnnxStreamer
 
     ort_stream = OnnxStreamer(out_dir, threads=threads)
@@ -210,7 +217,7 @@ def check_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, s
     g = torch.Generator().manual_seed(seed)
     dtype = next(model.parameters()).dtype
     state = model.init_state(shape[0], dtype=dtype)
-    err = 0.0
+    err, ref = 0.0, 0.0
     with torch.no_grad():
         for _ in range(steps):
             x = torch.randn(shape, generator=g, dtype=dtype)
@@ -221,7 +228,8 @@ def check_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, s
                 raise AssertionError(f"ONNX output shape {y.shape} != PyTorch {tuple(y_ref.shape)}")
             if y.size:
                 err = max(err, float(np.abs(y - y_ref.numpy()).max()))
-    return err
+                ref = max(ref, float(y_ref.abs().max()))
+    return {"max_abs": err, "max_ref": ref, "max_rel": err / ref if ref else 0.0}
 
 
 # -- command line ------------------------------------------------------------------------------------
