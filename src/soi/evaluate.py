@@ -42,6 +42,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
             pass
         optional[name] = fn
         sums[name] = 0.0
+        sums[f"{name}_noisy"] = 0.0
     with torch.no_grad():
         for i in range(count):
             noisy, clean = (t.unsqueeze(0) for t in _pair(dataset[i]))
@@ -50,6 +51,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
             sums["si_snr_noisy_db"] += float(metrics.si_snr(noisy, clean).mean())
             for name, fn in optional.items():
                 sums[name] += float(torch.as_tensor(fn(est, clean)).mean())
+                sums[f"{name}_noisy"] += float(torch.as_tensor(fn(noisy, clean)).mean())
     report = cost(enhancer.masker.unet, frame_rate=enhancer.sample_rate / enhancer.hop)
     result = {
         "checkpoint": str(checkpoint) if checkpoint else "shipped",
@@ -65,11 +67,11 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
 
 def format_results(rows: list[dict[str, Any]]) -> str:
     extra = [k for k in ("pesq", "stoi") if any(k in r for r in rows)]
-    head = ["pattern", "checkpoint", "SI-SNRi (dB)", *[k.upper() for k in extra], "MMAC/s", "retained %"]
+    head = ["pattern", "checkpoint", "SI-SNRi (dB)", *[f"{k.upper()} (noisy)" for k in extra], "MMAC/s", "retained %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["pattern"], Path(r["checkpoint"]).parent.name or r["checkpoint"], f"{r['si_snri_db']:.2f}"]
-        cells += [f"{r[k]:.3f}" if k in r else "-" for k in extra]
+        cells += [f"{r[k]:.3f} ({r[k + '_noisy']:.3f})" if k in r else "-" for k in extra]
         cells += [f"{r['mmac_per_s']:.1f}", f"{r['retained_percent']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
