@@ -4,8 +4,9 @@ each in eager, compiled and onnxruntime form, measured interleaved in one proces
 What one frame step costs is timed call by call. Forms:
 
 * ``eager``: the plain ``model.step`` (the reference; Python per layer, BatchNorm unfolded);
-* ``compiled``: :class:`soi.fast.FastStreamer` with ``torch.export`` graphs, one per schedule phase,
-  BatchNorm folded (``torch.compile`` was measured slower here, see ``docs/deploy.md``);
+* ``compiled``: :class:`soi.fast.FastStreamer` (lean model, one ``torch.export`` graph per schedule
+  phase, traced to TorchScript and frozen; ``torch.compile`` was measured slower here, see
+  ``docs/deploy.md``);
 * ``onnxruntime``: the graphs :func:`soi.export.export_onnx` writes, run by
   :class:`soi.runtime.OnnxStreamer`.
 
@@ -37,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -284,7 +286,7 @@ def _stream_cases(
     for form in forms:
         t0 = time.perf_counter()
         if form in ("eager", "compiled"):
-            fs = FastStreamer(model, shape, backend="eager" if form == "eager" else "export", fold_bn=form != "eager")
+            fs = FastStreamer(model, shape, backend="eager" if form == "eager" else "script", fold_bn=form != "eager")
             w, n = len(fs.schedule.warmup), len(fs.schedule.cycle)
             fp = any(p.kind == "prepare" for p in fs.schedule.cycle)
             case = BenchCase(
@@ -346,8 +348,10 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
 
         elif form == "compiled":
             net = _Windowed(fold_batchnorm(model), window).eval()
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 gm = torch.export.export(net, (frames,), strict=False).module()
+                gm = torch.jit.freeze(torch.jit.trace(gm, (frames,), check_trace=False, strict=False).eval())
 
             def step(gm=gm):
                 with torch.no_grad():

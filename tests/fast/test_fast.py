@@ -120,7 +120,7 @@ def test_schedule_key_ignores_values_not_shapes():
 
 @pytest.mark.parametrize(
     "kwargs, backend",
-    [({}, "eager"), ({}, "graph"), ({"lookahead": 2}, "graph"), ({"time_stride": 2}, "eager"), ({"lookahead": 2}, "export"), ({"time_stride": 2}, "export")],
+    [({}, "eager"), ({}, "graph"), ({"lookahead": 2}, "graph"), ({"time_stride": 2}, "eager"), ({"lookahead": 2}, "export"), ({"time_stride": 2}, "script")],
 )
 def test_fast_streamer_equals_plain_step(kwargs, backend):
     model = unet_like(**kwargs)
@@ -189,7 +189,8 @@ def test_fast_streamer_unet_patterns(pattern):
     sched = discover_schedule(model, (2, 2, 1, 33))
     has_prepare = any(p.kind == "prepare" for p in sched.cycle)
     assert has_prepare == pattern.startswith("SS-CC")
-    for backend in ("graph", "export") if pattern in ("S-CC 2", "SS-CC 1 3") else ("graph",):
+    backends = {"S-CC 2": ("graph", "export"), "SS-CC 1 3": ("graph", "script")}.get(pattern, ("graph",))
+    for backend in backends:
         fs = FastStreamer(model, (2, 2, 1, 33), backend=backend)
         for between in (True, False):  # prepare() between frames, or left to step()
             fs.reset()
@@ -228,6 +229,6 @@ def test_lean_matmul_and_polyphase_ops_are_exact(monkeypatch, target):
             got = _stream_reference(fast_net, x)
             assert (got - ref).abs().max() < 1e-10
     # a batch of streams through the matrix-product path
-    fs = FastStreamer(unet_like(), (2, 2, 1, F), backend="export")
+    fs = FastStreamer(unet_like(), (2, 2, 1, F))  # the default backend, "script"
     x = _x(t=6)
     assert (_stream_fast(fs, x) - _stream_reference(unet_like(), x)).abs().max() < 1e-10
