@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -76,8 +77,6 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
 
     enhancer, meta = load_checkpoint(default_checkpoint_path())
     hop_times: list[float] = []
-    import time
-
     t0 = time.perf_counter()
     enhanced = enhancer.enhance_streaming(noisy, chunk_frames=1, hop_times=hop_times)
     elapsed = time.perf_counter() - t0
@@ -92,7 +91,7 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
 
     hop_ms = sorted(1e3 * t for t in hop_times)
     result = {
-        "example": str(getattr(test, "names", [f"#{example}"])[example % len(test)]) if hasattr(test, "names") else f"test #{example}",
+        "example": test.pairs[example % len(test)][0].name,
         "si_snr_noisy_db": float(si_snr(noisy.unsqueeze(0), clean.unsqueeze(0))),
         "si_snr_enhanced_db": float(si_snr(enhanced.unsqueeze(0), clean.unsqueeze(0))),
         "si_snri_db": float(si_snr_improvement(enhanced.unsqueeze(0), noisy.unsqueeze(0), clean.unsqueeze(0))),
@@ -124,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     r = run_demo(args.out, args.data, args.example)
     print()
-    print(f"unseen test example {r['example']} (checkpoint trained as {r['checkpoint_pattern']!r}), streamed hop by hop:")
+    print(f"unseen test example {r['example']} (voice and noise source never seen in training; model trained as {r['checkpoint_pattern']!r}), streamed hop by hop:")
     print(f"  SI-SNR noisy {r['si_snr_noisy_db']:.2f} dB -> enhanced {r['si_snr_enhanced_db']:.2f} dB: SI-SNRi {r['si_snri_db']:+.2f} dB")
     print(f"  streaming vs offline: max |diff| {r['stream_vs_offline_max_abs']:.1e}")
     print(f"  real-time factor {r['real_time_factor']:.3f}; per-hop latency median {r['hop_ms_median']:.2f} ms, p99 {r['hop_ms_p99']:.2f} ms (hop = 16 ms)")
