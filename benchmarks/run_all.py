@@ -134,8 +134,12 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
     ax.set_yscale("log")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=8)
-    ax.set_ylabel("ms per frame (bar: average over the schedule; whisker: p99; dash: FP arrival-to-output)")
-    ax.set_title(f"Streaming step latency, U-Net '{name}', 1 thread ({result['machine']['cpu']})", fontsize=10)
+    ax.set_ylabel("ms per frame (log scale)")
+    ax.set_title(
+        f"Streaming step latency, U-Net '{name}', 1 thread ({result['machine']['cpu']})\n"
+        "bar: average over the schedule, whisker: p99, black dash: FP arrival-to-output",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = plots / f"step_latency_{name}.png"
@@ -211,6 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--configs", nargs="+", default=["small", "paper"], help="U-Net presets or JSON paths")
     ap.add_argument("--quick", action="store_true", help="few rounds (smoke run)")
     ap.add_argument("--rounds", type=int, default=None)
+    ap.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md and the plots from results/*.json without measuring")
     ap.add_argument(
         "--speech-results",
         default="/work/runs/evaluation.json",
@@ -226,20 +231,24 @@ def main(argv=None) -> int:
     for cfg in args.configs:
         name = Path(cfg).stem if cfg.endswith(".json") else cfg
         rounds = args.rounds or (4 if args.quick else (40 if name == "small" else 20))
-        t0 = time.time()
-        print(f"run_all: benchmarking U-Net '{name}' ({rounds} rounds) ...", flush=True)
-        result = bench(
-            cfg,
-            rounds=rounds,
-            frames_per_round=10,
-            warmup_rounds=2 if args.quick else 5,
-            throughput_batches=(8,),
-            progress=True,
-        )
-        result["wall_s"] = time.time() - t0
+        raw = out / "results" / f"bench_{name}.json"
+        if args.report_only:
+            result = json.loads(raw.read_text())
+        else:
+            t0 = time.time()
+            print(f"run_all: benchmarking U-Net '{name}' ({rounds} rounds) ...", flush=True)
+            result = bench(
+                cfg,
+                rounds=rounds,
+                frames_per_round=10,
+                warmup_rounds=2 if args.quick else 5,
+                throughput_batches=(8,),
+                progress=True,
+            )
+            result["wall_s"] = time.time() - t0
         checks = check_targets(result)
         result["targets"] = checks
-        (out / "results" / f"bench_{name}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        raw.write_text(json.dumps(result, indent=2, default=str) + "\n")
         pngs = plot(result, name, out / "plots")
         summary[name] = (result, checks, pngs)
         print(f"run_all: '{name}' done in {result['wall_s']:.0f} s", flush=True)
