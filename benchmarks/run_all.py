@@ -171,14 +171,10 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
 
 
 def plot_quality(plots: Path, src: Path | None) -> str | None:
-    """SI-SNRi vs MMAC/s from ``soi evaluate --json`` results, when they exist (copied into
-    results/speech_evaluation.json so the report can be regenerated)."""
-    keep = plots.parent / "results" / "speech_evaluation.json"
-    if src is not None and src.is_file():
-        keep.write_text(src.read_text())
-    if not keep.is_file():
+    """SI-SNRi vs MMAC/s from ``soi evaluate --json`` results, when they exist."""
+    if src is None or not src.is_file():
         return None
-    data = json.loads(keep.read_text())
+    data = json.loads(src.read_text())
     rows = data if isinstance(data, list) else data.get("rows", [])
     pts = [(r["mmac_per_s"], r["si_snri_db"], r["pattern"]) for r in rows if "mmac_per_s" in r and "si_snri_db" in r]
     if not pts:
@@ -194,7 +190,7 @@ def plot_quality(plots: Path, src: Path | None) -> str | None:
         ax.annotate(p, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("MMAC/s")
     ax.set_ylabel("SI-SNRi (dB)")
-    ax.set_title("Quality vs computation (default test split)", fontsize=10)
+    ax.set_title("Quality vs computation: trained speech models, default test split", fontsize=10)
     fig.tight_layout()
     path = plots / "sisnri_vs_mmac.png"
     fig.savefig(path, dpi=110)
@@ -218,8 +214,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md and the plots from results/*.json without measuring")
     ap.add_argument(
         "--speech-results",
-        default="/work/runs/evaluation.json",
-        help="soi evaluate --json output for the SI-SNRi vs MMAC/s plot (kept in results/ once read)",
+        default=str(HERE / "results" / "speech" / "evaluation.json"),
+        help="soi evaluate --json output for the SI-SNRi vs MMAC/s plot (default: the committed speech results)",
     )
     ap.add_argument("--out", default=str(HERE), help="where RESULTS.md, results/ and plots/ go")
     args = ap.parse_args(argv)
