@@ -310,8 +310,9 @@ class Concat(_Parallel):
         super().__init__(branches)
 
     def _combine(self, outputs: list[Tensor]) -> Tensor:
-        shapes = {(o.shape[0], o.shape[2], *o.shape[3:]) for o in outputs}
-        if len(shapes) > 1:
+        ref = outputs[0]
+        # Compared element by element (not as a set of tuples) so that tracing sees plain sizes.
+        if any(o.shape[0] != ref.shape[0] or o.shape[2:] != ref.shape[2:] for o in outputs[1:]):
             raise ValueError(f"Concat: branch outputs differ outside the channel axis: {[tuple(o.shape) for o in outputs]}")
         return torch.cat(outputs, dim=1)
 

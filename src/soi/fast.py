@@ -137,47 +137,8 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 
 # ==================================================================================================
-# Lean window steps
+# Lean layers: polyphase tSTMC, im2col convolutions
 # ==================================================================================================
-
-
-def _lean_window_step(self: TemporalWindow, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
-    """``TemporalWindow.step`` without what only Python needs and without copies a graph pays for:
-    no input checks (shapes are fixed when a graph is built), a chunk of 0 frames is no work at all,
-    and the new history is sliced from the chunk itself when the chunk is at least as long, so the
-    window's concatenation feeds only the operation. Same outputs, same state values."""
-    n = x.shape[2]
-    h = self.history_frames
-    hist = state.history
-    if hist is None:
-        hist = x.new_full((x.shape[0], x.shape[1], h, *x.shape[3:]), self.fill_value)
-    s = self.time_stride
-    first = (s - state.phase) % s
-    outputs = max(0, math.ceil((n - first) / s))
-    new_phase = (state.phase + n) % s
-    if n == 0 or outputs == 0:
-        out_channels = getattr(self, "out_channels", x.shape[1])
-        y = x.new_zeros((x.shape[0], out_channels, 0, *self._out_frame_size(tuple(x.shape[3:]))))
-        if n == 0:
-            return y, dataclasses.replace(state, history=hist)
-    full = torch.cat([hist, x], dim=2) if h else x
-    if h == 0:
-        new_hist = hist
-    elif n == h:
-        new_hist = x
-    elif n > h:
-        new_hist = x[:, :, n - h :]
-    else:
-        new_hist = full[:, :, full.shape[2] - h :]
-    if outputs == 0:
-        return y, dataclasses.replace(state, history=new_hist, phase=new_phase)
-    y = self._op(full[:, :, first:] if first else full)
-    skip = state.skip
-    if skip:
-        dropped = min(skip, y.shape[2])
-        y = y[:, :, dropped:]
-        skip -= dropped
-    return y, dataclasses.replace(state, history=new_hist, phase=new_phase, skip=skip)
 
 
 def _polyphase(m: STMCConvTransposeNd) -> tuple[Tensor, Tensor | None, int, int, int]:
@@ -274,7 +235,7 @@ def lean(model: nn.Module, fold_bn: bool = True, target: str = "torch", polyphas
     rounding).
 
     * BatchNorm folded into the convolution before it (:func:`fold_batchnorm`);
-    * every shift register uses the lean step (:func:`_lean_window_step`: no Python checks, no work
+    * every shift register uses the lean step (``TemporalWindow._advance``: no Python checks, no work
       for empty chunks, the history sliced from the chunk);
     * 2-d tSTMC with a frequency stride become one ordinary convolution (polyphase: ``s*C_out``
       output channels, then the phases interleaved), which both ATen and onnxruntime run faster
@@ -287,7 +248,7 @@ def lean(model: nn.Module, fold_bn: bool = True, target: str = "torch", polyphas
     model = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
     for m in _all_modules(model):
         if isinstance(m, TemporalWindow) and type(m).step is TemporalWindow.step:
-            m.step = types.MethodType(_lean_window_step, m)
+            m.step = m._advance
         if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
             _fast_ops_apply(m, matmul=target == "torch", polyphase=polyphase if target == "onnx" else None)
     return model

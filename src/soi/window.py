@@ -181,23 +181,38 @@ class TemporalWindow(StreamingModule):
 
     def step(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
         self._check_input(x, state)
+        return self._advance(x, state)
+
+    def _advance(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
+        """The step without input checks (a compiled or exported graph has fixed shapes).
+
+        A chunk of 0 frames is no work, and the new history is sliced from the chunk itself when
+        the chunk is at least as long, so the concatenation feeds only the operation.
+        """
         n = x.shape[2]
+        h = self.history_frames
         hist = state.history
         if hist is None:
-            hist = x.new_full((x.shape[0], x.shape[1], self.history_frames, *x.shape[3:]), self.fill_value)
+            hist = x.new_full((x.shape[0], x.shape[1], h, *x.shape[3:]), self.fill_value)
         s = self.time_stride
         first = (s - state.phase) % s  # first frame of the chunk on the stride grid
         outputs = max(0, math.ceil((n - first) / s))
         new_phase = (state.phase + n) % s
         if outputs == 0:
-            full = torch.cat([hist, x], dim=2)
-            new_hist = full[:, :, full.shape[2] - self.history_frames :]
             out_channels = getattr(self, "out_channels", x.shape[1])
             y = x.new_zeros((x.shape[0], out_channels, 0, *self._out_frame_size(tuple(x.shape[3:]))))
+            if n == 0:
+                return y, dataclasses.replace(state, history=hist)
+        full = torch.cat([hist, x], dim=2) if h else x
+        if h == 0:
+            new_hist = hist
+        elif n >= h:
+            new_hist = x[:, :, n - h :]
+        else:
+            new_hist = full[:, :, full.shape[2] - h :]
+        if outputs == 0:
             return y, dataclasses.replace(state, history=new_hist, phase=new_phase)
-        full = torch.cat([hist, x], dim=2)
         y = self._op(full[:, :, first:] if first else full)
-        new_hist = full[:, :, full.shape[2] - self.history_frames :]
         skip = state.skip
         if skip:
             dropped = min(skip, y.shape[2])
