@@ -222,7 +222,6 @@ def main(argv=None) -> int:
     out = Path(args.out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    sections = []
     summary = {}
     for cfg in args.configs:
         name = Path(cfg).stem if cfg.endswith(".json") else cfg

@@ -19,9 +19,21 @@ from .pooling import (
     STMCMaxPool3d,
     STMCMaxPoolNd,
 )
+from .convert import ConversionError, convert
 from .scattered import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
 from .state import State, StreamingModule, replace_state_tensors, state_tensors
-from . import cost, models  # noqa: E402  (soi.cost(model) works: the module is callable)
+from . import cost, models  # soi.cost(model) works: the module is callable
 
 __version__ = "0.1.0"
-from .convert import ConversionError, convert
+
+__all__ = [
+    "State", "StreamingModule", "state_tensors", "replace_state_tensors",
+    "STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d",
+    "STMCConvTransposeNd", "STMCConvTranspose1d", "STMCConvTranspose2d", "STMCConvTranspose3d",
+    "STMCAvgPoolNd", "STMCAvgPool1d", "STMCAvgPool2d", "STMCAvgPool3d",
+    "STMCMaxPoolNd", "STMCMaxPool1d", "STMCMaxPool2d", "STMCMaxPool3d", "CumulativeAvgPool",
+    "Sequential", "Concat", "Residual", "FrameWise", "ChannelLinear", "DelayLine", "as_streaming",
+    "convert", "ConversionError",
+    "SCCPair", "SC", "SSCC", "Shift", "Duplicate", "Interpolate", "TransposedUpsample", "STMCStridedPair",
+    "cost", "models",
+]  # fmt: skip

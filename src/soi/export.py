@@ -33,16 +33,14 @@ import contextlib
 import io
 import json
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from .fast import Schedule, StepGraph, discover_schedule, fold_batchnorm, lean
+from .fast import StepGraph, discover_schedule, lean
 from .state import StreamingModule, state_tensors
 
 __all__ = ["export_onnx", "MANIFEST", "FORMAT", "configure", "run"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -43,7 +42,7 @@ from .containers import FrameWise
 from .conv import STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .state import State, StreamingModule, replace_state_tensors, state_tensors
-from .window import TemporalWindow, WindowState
+from .window import TemporalWindow
 
 __all__ = [
     "fold_batchnorm",

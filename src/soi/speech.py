@@ -12,9 +12,7 @@ whole spectrograms), streams one hop at a time, and takes any SOI pattern of :cl
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +130,6 @@ class SpectralMasker(StreamingModule):
         """FP patterns: do the work that needs only past frames (between frames)."""
         return self.body.prepare(state)
 
-    def with_pattern(self, pattern: str, **unet_kwargs: Any) -> SpectralMasker:
-        """The same weights under another SOI pattern (only meaningful where the layers match)."""
-        other = SpectralMasker(self.config, pattern, self.compression, **(unet_kwargs or self.unet_kwargs))
-        other.load_state_dict(self.state_dict())
-        return other.train(self.training)
-
 
 class SpeechEnhancer(nn.Module):
     """Waveform in, waveform out: STFT analysis, :class:`SpectralMasker`, overlap-add synthesis.
@@ -242,7 +234,3 @@ def load_checkpoint(path: str | Path | None = None, pattern: str | None = None, 
     enhancer = SpeechEnhancer(masker, **payload["stft"])
     enhancer.load_state_dict(payload["state_dict"])
     return enhancer.eval(), dict(payload.get("extra", {}), pattern=payload["pattern"])
-
-
-def config_to_json(config: UNetConfig) -> str:
-    return json.dumps(dataclasses.asdict(config), indent=2)
