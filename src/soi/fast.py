@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import shutil
+import tempfile
 import types
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -56,13 +59,16 @@ __all__ = [
     "BACKENDS",
 ]
 
-BACKENDS = ("eager", "graph", "export", "script", "compile")
+BACKENDS = ("eager", "graph", "export", "script", "compile", "aoti")
 """Ways :class:`FastStreamer` runs a phase: ``"eager"`` (the plain ``model.step``, the reference),
 ``"graph"`` (:class:`StepGraph` eagerly: flat tensors, same Python), ``"export"``
 (``torch.export``: a graph of ATen operators without the Python of the layers, run op by op from
 Python), ``"script"`` (that graph traced to TorchScript and frozen: run by the C++ interpreter, no
-Python per operator; the fastest here), ``"compile"`` (``torch.compile`` with Inductor; slow to
-build and slower than ``"script"`` on these models)."""
+Python per operator), ``"compile"`` (``torch.compile`` with Inductor; slow to build, and its
+per-call guards cost more than a small step), ``"aoti"`` (AOTInductor: the exported graph compiled
+ahead of time to a C++ library per phase, elementwise work fused into loops, every convolution an
+im2col + matrix product; needs a C++ compiler and ~10-30 s per phase to build; the fastest torch
+form here, ``docs/deploy.md``)."""
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -180,16 +186,23 @@ def _poly_transpose_op(self: STMCConvTransposeNd, window: Tensor) -> Tensor:
 
 def _conv2d(self: nn.Module, window: Tensor, w: Tensor, b: Tensor | None, stride: tuple[int, int], pad: int) -> Tensor:
     """2-d correlation, no time padding, frequency padding ``pad``: ``F.conv2d`` or, for the torch
-    form, im2col and one matrix product with the frames x positions on the rows (ATen's direct
-    convolution is several times slower for one-frame windows)."""
+    and inductor forms, im2col and one matrix product (ATen's direct convolution is several times
+    slower for one-frame windows). The product is oriented so that its result has the longer side
+    as columns: ``cols^T @ W^T`` (frames x positions rows) normally, ``W @ cols`` when the layer has
+    at most :data:`CHANNEL_MAJOR_MAX_OUT` output channels; BLAS small-matrix kernels are 2.5-4x
+    slower on a product only 4-8 columns wide (measured in ``docs/deploy.md``)."""
     if not getattr(self, "_lean_matmul", False):
         return torch.nn.functional.conv2d(window, w, b, stride, (0, pad))
     c_out, _, kt, kf = w.shape
-    wt = self._lean_wt  # (K, C_out), prepared once by lean()
     bsz, _, t, f = window.shape
     t_out = (t - kt) // stride[0] + 1
     f_out = (f + 2 * pad - kf) // stride[1] + 1
     cols = torch.nn.functional.unfold(window, (kt, kf), padding=(0, pad), stride=stride)  # (B, K, T*F)
+    if c_out <= CHANNEL_MAJOR_MAX_OUT < t_out * f_out:
+        wm, bcol = self._lean_wm, self._lean_bcol  # (C_out, K), (C_out, 1): prepared once by lean()
+        y = torch.addmm(bcol, wm, cols[0]).unsqueeze(0) if bsz == 1 else torch.baddbmm(bcol, wm.expand(bsz, -1, -1), cols)
+        return y.reshape(bsz, c_out, t_out, f_out)
+    wt = self._lean_wt  # (K, C_out), prepared once by lean()
     if bsz == 1:  # a transposed view: the BLAS reads it as is, no copy
         y = (torch.addmm(b, cols[0].t(), wt) if b is not None else cols[0].t() @ wt).unsqueeze(0)
     else:
@@ -205,27 +218,39 @@ def _mm_conv_op(self: STMCConvNd, window: Tensor) -> Tensor:
 
 MATMUL_MIN_WEIGHTS = 65536
 """Torch form: layers with at least this many weights run as im2col + matrix product (measured:
-ATen's direct convolution wins below, the matrix product by 2-4x above, on one-frame windows)."""
+ATen's direct convolution wins below, the matrix product by 2-4x above, on one-frame windows).
+The inductor form runs every layer as a product: Inductor fuses the im2col into its own loops."""
+
+CHANNEL_MAJOR_MAX_OUT = 8
+"""Products for layers with at most this many output channels (per polyphase group: ``s*C_out``
+for a tSTMC) are computed as ``W @ cols`` (see :func:`_conv2d`)."""
+
+LEAN_TARGETS = ("torch", "inductor", "onnx")
 
 
-def _fast_ops_apply(m: nn.Module, matmul: bool, polyphase: bool | None) -> None:
+def _prepare_matmul(m: nn.Module, w: Tensor, b: Tensor | None) -> None:
+    m._lean_matmul = True
+    m._lean_wt = w.reshape(w.shape[0], -1).t().contiguous()
+    m._lean_wm = w.reshape(w.shape[0], -1).contiguous()
+    m._lean_bcol = (b.detach() if b is not None else w.new_zeros(w.shape[0]))[:, None].contiguous()
+
+
+def _fast_ops_apply(m: nn.Module, target: str, polyphase: bool) -> None:
     if getattr(m, "dims", None) != 2 or getattr(m, "groups", 1) != 1:
         return
     if any(d != 1 for d in m.dilation):
         return
-    big = m.weight.numel() >= MATMUL_MIN_WEIGHTS
-    matmul = matmul and big
-    if polyphase is None:  # torch: only where the matrix product carries it
+    min_weights = {"torch": MATMUL_MIN_WEIGHTS, "inductor": 0}.get(target)
+    matmul = min_weights is not None and m.weight.numel() >= min_weights
+    if target == "torch":  # only where the matrix product carries it
         polyphase = matmul
     if isinstance(m, STMCConvNd) and matmul:
-        m._lean_matmul = True
-        m._lean_wt = m.weight.detach().reshape(m.out_channels, -1).t().contiguous()
+        _prepare_matmul(m, m.weight.detach(), m.bias)
         m._op = types.MethodType(_mm_conv_op, m)
     elif isinstance(m, STMCConvTransposeNd) and polyphase and m.conv_stride[1] > 1:
-        m._lean_matmul = matmul
         m._lean_poly = _polyphase(m)
-        w = m._lean_poly[0]
-        m._lean_wt = w.reshape(w.shape[0], -1).t().contiguous()
+        if matmul:
+            _prepare_matmul(m, m._lean_poly[0], m._lean_poly[1])
         m._op = types.MethodType(_poly_transpose_op, m)
 
 
@@ -239,17 +264,19 @@ def lean(model: nn.Module, fold_bn: bool = True, target: str = "torch", polyphas
     * 2-d tSTMC with a frequency stride become one ordinary convolution (polyphase: ``s*C_out``
       output channels, then the phases interleaved), which both ATen and onnxruntime run faster
       than a transposed convolution;
-    * ``target="torch"``: 2-d convolutions run as im2col + one matrix product (ATen's direct
-      convolution is slow for one-frame windows); ``target="onnx"`` keeps ``Conv`` nodes.
+    * ``target="torch"`` (TorchScript): 2-d convolutions with at least :data:`MATMUL_MIN_WEIGHTS`
+      weights run as im2col + one matrix product (ATen's direct convolution is slow for one-frame
+      windows); ``target="inductor"`` (AOTInductor): every 2-d convolution does;
+      ``target="onnx"`` keeps ``Conv`` nodes.
     """
-    if target not in ("torch", "onnx"):
-        raise ValueError(f"lean: target must be 'torch' or 'onnx', got {target!r}")
+    if target not in LEAN_TARGETS:
+        raise ValueError(f"lean: target must be one of {', '.join(map(repr, LEAN_TARGETS))}, got {target!r}")
     model = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
     for m in _all_modules(model):
         if isinstance(m, TemporalWindow) and type(m).step is TemporalWindow.step:
             m.step = m._advance
         if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
-            _fast_ops_apply(m, matmul=target == "torch", polyphase=polyphase if target == "onnx" else None)
+            _fast_ops_apply(m, target, polyphase)
     return model
 
 
@@ -449,7 +476,9 @@ class StepGraph(nn.Module):
     fields (the static schedule) are baked in: use one graph per schedule phase
     (:func:`discover_schedule`).
 
-    Usable by ``torch.compile``, ``torch.export`` and ``torch.onnx.export``.
+    Usable by ``torch.compile``, ``torch.export`` and ``torch.onnx.export``. ``contiguous=True``
+    returns every output contiguous: a graph compiled ahead of time (AOTInductor) assumes the
+    strides of its example inputs, and state tensors are fed back as inputs.
     """
 
     def __init__(
@@ -459,8 +488,10 @@ class StepGraph(nn.Module):
         kind: str = "step",
         out_template: State | None = None,
         outputs: Sequence[str] | None = None,
+        contiguous: bool = False,
     ) -> None:
         super().__init__()
+        self.contiguous = contiguous
         if kind not in ("step", "prepare"):
             raise ValueError(f"StepGraph: kind must be 'step' or 'prepare', got {kind!r}")
         self.model = model
@@ -488,7 +519,8 @@ class StepGraph(nn.Module):
         else:
             y, new = None, self.model.prepare(state)
         out = [t for n, t in state_tensors(new) if n in self._out_set]
-        return (y, *out) if self.kind == "step" else tuple(out)
+        out = [y, *out] if self.kind == "step" else out
+        return tuple(t.contiguous() for t in out) if self.contiguous else tuple(out)
 
 
 # ==================================================================================================
@@ -496,23 +528,55 @@ class StepGraph(nn.Module):
 # ==================================================================================================
 
 
-def _build_runner(graph: StepGraph, example: tuple[Tensor, ...], backend: str) -> Callable[..., tuple[Tensor, ...]]:
+def _cxx_compiler() -> str | None:
+    return next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
+
+
+def _build_runner(
+    graph: StepGraph, example: tuple[Tensor, ...], backend: str, build_dir: Path | None = None, name: str = "g"
+) -> Callable[..., Sequence[Tensor]]:
     if backend == "graph":
         return graph
-    if backend in ("export", "script"):
+    if backend in ("export", "script", "aoti"):
         with torch.no_grad():
-            gm = torch.export.export(graph, example, strict=False).module()
+            ep = torch.export.export(graph, example, strict=False)
         if backend == "export":
-            return gm
+            return ep.module()
+        if backend == "aoti":
+            return _aoti_runner(ep, build_dir, name)
         import warnings
 
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(gm, example, check_trace=False, strict=False)
+            traced = torch.jit.trace(ep.module(), example, check_trace=False, strict=False)
             return torch.jit.freeze(traced.eval())
     if backend == "compile":
         return torch.compile(graph, fullgraph=True, dynamic=False)
     raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def _aoti_runner(ep: torch.export.ExportedProgram, build_dir: Path | None, name: str) -> Callable[..., Sequence[Tensor]]:
+    if _cxx_compiler() is None:
+        raise RuntimeError(
+            "FastStreamer: backend 'aoti' compiles C++ and needs a C++ compiler on PATH (c++, g++ or "
+            "clang++; Debian: apt-get install g++); other backends: " + ", ".join(b for b in BACKENDS if b != "aoti")
+        )
+    assert build_dir is not None
+    with torch.no_grad():
+        path = torch._inductor.aoti_compile_and_package(ep, package_path=str(build_dir / f"{name}.pt2"))
+    compiled = torch._inductor.aoti_load_package(path, run_single_threaded=True)
+    loader = getattr(compiled, "loader", None)
+    if loader is None:  # pragma: no cover - other torch versions
+        return compiled
+    run = loader.run
+
+    # The package's __call__ re-parses its pytree specs from JSON on every call (~35 us here, a
+    # tenth of a small step); inputs and outputs are flat tensor lists already, so call the
+    # loader directly.
+    def runner(*args: Tensor) -> Sequence[Tensor]:
+        return run(list(args))
+
+    return runner
 
 
 class FastStreamer:
@@ -527,6 +591,9 @@ class FastStreamer:
         lean_steps: shift registers use the lean step (:func:`lean`); the ``"eager"`` backend
             always runs the plain step (the reference).
         prepare: run FP ``prepare`` as its own phase (default: when the model defers work).
+        build_dir: ``"aoti"``: where the compiled per-phase packages ``g<id>.pt2`` are written
+            (they load with ``torch._inductor.aoti_load_package``, also from C++); default: a
+            temporary directory removed with the streamer.
 
     ``step(x)`` returns what ``model.step`` would; ``prepare()`` (FP patterns) does the work that
     needs only past frames now, so that the next ``step`` is short; ``step`` runs it first if it
@@ -542,6 +609,7 @@ class FastStreamer:
         prepare: bool | None = None,
         dtype: torch.dtype | None = None,
         lean_steps: bool = True,
+        build_dir: str | Path | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"FastStreamer: unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
@@ -549,7 +617,7 @@ class FastStreamer:
             raise ValueError("FastStreamer: the model is in training mode; call model.eval() first")
         self.reference = model
         if lean_steps and backend != "eager":
-            self.model = lean(model, fold_bn=fold_bn)
+            self.model = lean(model, fold_bn=fold_bn, target="inductor" if backend in ("aoti", "compile") else "torch")
         else:
             self.model = fold_batchnorm(model) if fold_bn else model
         for p in self.model.parameters():
@@ -557,21 +625,33 @@ class FastStreamer:
         self.backend = backend
         self.input_shape = tuple(int(v) for v in input_shape)
         self.schedule = discover_schedule(self.model, self.input_shape, prepare=prepare, dtype=dtype)
-        self._runners: dict[int, Callable[..., tuple[Tensor, ...]]] = {}
-        self._assemble: dict[int, list[tuple[bool, int]]] = {}
+        self._runners: dict[int, Callable[..., Sequence[Tensor]]] = {}
+        self._tmp = None
+        if backend == "aoti":
+            if build_dir is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="soi-aoti-")
+                build_dir = self._tmp.name
+            build_dir = Path(build_dir)
+            build_dir.mkdir(parents=True, exist_ok=True)
+        self.build_dir = Path(build_dir) if build_dir is not None else None
+        self._assemble: dict[int, list[tuple[bool, int]] | None] = {}
         for ph in [*self.schedule.warmup, *self.schedule.cycle]:
             pos_in = {n: i for i, n in enumerate(ph.in_names)}
             pos_new = {n: i for i, n in enumerate(ph.changed)}
-            self._assemble[id(ph)] = [(True, pos_new[n]) if n in pos_new else (False, pos_in[n]) for n in ph.out_names]
+            plan = [(True, pos_new[n]) if n in pos_new else (False, pos_in[n]) for n in ph.out_names]
+            # None: the graph returns the whole new state in order (no tensor passed through)
+            self._assemble[id(ph)] = None if plan == [(True, i) for i in range(len(plan))] else plan
         for gid, ph in self.schedule.graphs.items():
             if backend == "eager":
                 continue
-            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template, ph.changed)
-            example = tuple(t for _, t in state_tensors(ph.in_template))
+            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template, ph.changed, backend == "aoti")
+            # contiguous examples: a graph compiled ahead of time assumes its example's strides, and
+            # templates can hold views (a window's history slice); the stream feeds contiguous tensors
+            example = tuple(t.contiguous() for _, t in state_tensors(ph.in_template))
             if ph.kind == "step":
                 x = torch.zeros(self.input_shape, dtype=example[0].dtype if example else torch.get_default_dtype())
                 example = (x, *example)
-            self._runners[gid] = _build_runner(graph, example, backend)
+            self._runners[gid] = _build_runner(graph, example, backend, self.build_dir, f"g{gid}")
         self.reset()
 
     # -- stream ---------------------------------------------------------------------------------
@@ -579,7 +659,7 @@ class FastStreamer:
         """Restart the stream from the schedule's initial (zero) state."""
         self._index = 0
         self._names = [n for n, _ in state_tensors(self.schedule.initial)]
-        self._tensors = [t.clone() for _, t in state_tensors(self.schedule.initial)]
+        self._tensors = [t.clone(memory_format=torch.contiguous_format) for _, t in state_tensors(self.schedule.initial)]
 
     @property
     def calls(self) -> int:
@@ -604,28 +684,36 @@ class FastStreamer:
             else:
                 y, new = None, self.model.prepare(state)
             self._tensors = [t for _, t in state_tensors(new)]
-        else:
-            args = (x, *self._tensors) if ph.kind == "step" else tuple(self._tensors)
-            out = self._runners[ph.graph_id](*args)
-            y, new = (out[0], out[1:]) if ph.kind == "step" else (None, out)
-            self._tensors = [new[i] if fresh else self._tensors[i] for fresh, i in self._assemble[id(ph)]]
+        else:  # the hot path of a deployed stream: keep the Python per call minimal
+            run = self._runners[ph.graph_id]
+            assemble = self._assemble[id(ph)]
+            if x is None:
+                y, new = None, run(*self._tensors)
+            else:
+                out = run(x.contiguous(), *self._tensors)
+                y, new = out[0], out[1:]
+            old = self._tensors
+            self._tensors = list(new) if assemble is None else [new[i] if fresh else old[i] for fresh, i in assemble]
         self._index += 1
         return y
 
-    @torch.no_grad()
-    def prepare(self) -> None:
-        """FP: run the precomputable work of the next frame now (no-op when already done or when
-        the model has nothing to prepare)."""
+    def _prepare(self) -> None:
         ph = self.next_phase
         if ph.kind == "prepare":
             self._run(ph, None)
 
     @torch.no_grad()
+    def prepare(self) -> None:
+        """FP: run the precomputable work of the next frame now (no-op when already done or when
+        the model has nothing to prepare)."""
+        self._prepare()
+
+    @torch.no_grad()
     def step(self, x: Tensor) -> Tensor:
         """One chunk ``(B, C, n, ...)`` of the shape given at construction -> the model's output."""
-        if tuple(x.shape) != self.input_shape:
+        if x.shape != self.input_shape:
             raise ValueError(f"FastStreamer.step: expected a chunk of shape {self.input_shape}, got {tuple(x.shape)}")
-        self.prepare()
+        self._prepare()
         return self._run(self.next_phase, x)
 
     def __call__(self, x: Tensor) -> Tensor:

@@ -206,13 +206,16 @@ def test_fast_streamer_exact_strided_mode():
     assert (got - ref).abs().max() < 1e-10
 
 
-@pytest.mark.parametrize("target", ["torch", "onnx"])
-def test_lean_matmul_and_polyphase_ops_are_exact(monkeypatch, target):
-    """Every layer through the im2col + matrix product path and every strided tSTMC through the
-    polyphase convolution (forced with a zero size threshold): same outputs as the plain model."""
+@pytest.mark.parametrize("orientation", ["rows", "channels"])
+@pytest.mark.parametrize("target", ["torch", "inductor", "onnx"])
+def test_lean_matmul_and_polyphase_ops_are_exact(monkeypatch, target, orientation):
+    """Every layer through the im2col + matrix product path (forced with a zero size threshold; the
+    product in either orientation) and every strided tSTMC through the polyphase convolution: same
+    outputs as the plain model."""
     import soi.fast as fast
 
     monkeypatch.setattr(fast, "MATMUL_MIN_WEIGHTS", 0)
+    monkeypatch.setattr(fast, "CHANNEL_MAJOR_MAX_OUT", 0 if orientation == "rows" else 64)
     torch.manual_seed(5)
     layers = []
     for k, s, p, op in [(5, 2, 2, 0), (5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (3, 3, 0, 0)]:
@@ -223,12 +226,42 @@ def test_lean_matmul_and_polyphase_ops_are_exact(monkeypatch, target):
         x = _x(t=9) if net[0].in_channels == 2 else _x(t=9, c=3, f=11)
         fast_net = fast.lean(net, target=target)
         assert any(hasattr(m, "_lean_poly") for m in fast._all_modules(fast_net))
+        if target != "onnx":
+            assert any(getattr(m, "_lean_matmul", False) for m in fast._all_modules(fast_net))
         with torch.no_grad():
-            assert (fast_net(x) - net(x)).abs().max() < 1e-10
-            ref = _stream_reference(net, x)
-            got = _stream_reference(fast_net, x)
-            assert (got - ref).abs().max() < 1e-10
+            for xb in (x, x[:1]):  # a batch of streams and one stream (a different product)
+                assert (fast_net(xb) - net(xb)).abs().max() < 1e-10, f"{target} {orientation} B={len(xb)}"
+                ref = _stream_reference(net, xb)
+                got = _stream_reference(fast_net, xb)
+                assert (got - ref).abs().max() < 1e-10, f"{target} {orientation} B={len(xb)} streamed"
     # a batch of streams through the matrix-product path
     fs = FastStreamer(unet_like(), (2, 2, 1, F))  # the default backend, "script"
     x = _x(t=6)
     assert (_stream_fast(fs, x) - _stream_reference(unet_like(), x)).abs().max() < 1e-10
+
+
+def test_lean_rejects_unknown_targets():
+    with pytest.raises(ValueError, match="'torch', 'inductor', 'onnx'"):
+        soi.fast.lean(unet_like(), target="tflite")
+
+
+@pytest.mark.skipif(soi.fast._cxx_compiler() is None, reason="AOTInductor needs a C++ compiler")
+def test_fast_streamer_aoti_equals_plain_step(tmp_path):
+    """AOTInductor: each phase compiled to a C++ library (the slowest test here, ~30 s: two phases).
+    Chunks are non-contiguous slices, and state tensors are fed back as inputs, so a graph that
+    assumed its example's strides would drift after the first frame."""
+    model = _unet("S-CC 2")
+    x = _x(t=9, f=33)
+    ref = _stream_reference(model, x)
+    fs = FastStreamer(model, (2, 2, 1, 33), backend="aoti", build_dir=tmp_path)
+    got = _stream_fast(fs, x)
+    assert (got - ref).abs().max() < 1e-10, f"aoti differs by {(got - ref).abs().max():.2e}"
+    assert sorted(p.name for p in tmp_path.glob("*.pt2")) == ["g0.pt2", "g1.pt2"]
+    fs.reset()
+    assert torch.equal(_stream_fast(fs, x), got)
+
+
+def test_fast_streamer_aoti_without_a_compiler_says_so(monkeypatch):
+    monkeypatch.setattr(soi.fast, "_cxx_compiler", lambda: None)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        FastStreamer(unet_like(), (1, 2, 1, F), backend="aoti")
