@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from soi.bench import bench, format_table  # noqa: E402
+from soi.bench import FAST_FORMS, FORMS, bench, format_table  # noqa: E402
 
 TARGET_SPEEDUP = 5.0
 TARGET_RATIO_TOL = 0.10
@@ -44,7 +44,7 @@ def _one(result, **match):
 def check_targets(result: dict) -> list[dict]:
     """The issue's acceptance checks, computed from one run."""
     checks = []
-    for form in ("compiled", "onnxruntime"):
+    for form in FAST_FORMS:
         w, s = _one(result, variant="windowed", form=form), _one(result, variant="STMC", form=form)
         if w and s:
             speed = w["step_ms_median"] / s["step_ms_median"]
@@ -55,7 +55,7 @@ def check_targets(result: dict) -> list[dict]:
                     "met": speed >= TARGET_SPEEDUP,
                 }
             )
-    for form in ("eager", "compiled", "onnxruntime"):
+    for form in FORMS:
         base = _one(result, variant="STMC", form=form)
         if not base:
             continue
@@ -111,16 +111,17 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
         lab = r["variant"] if r["variant"] in ("windowed", "STMC") else f"{r['variant']}\n{r['pattern']}"
         if lab not in labels:
             labels.append(lab)
-    forms = ["eager", "compiled", "onnxruntime"]
-    fig, ax = plt.subplots(figsize=(11, 4.8))
-    width = 0.26
+    forms = [f for f in FORMS if any(r["form"] == f for r in rows)]
+    fig, ax = plt.subplots(figsize=(12, 4.8))
+    width = 0.8 / len(forms)
+    off = (len(forms) - 1) / 2
     for i, form in enumerate(forms):
         xs, ys, errs = [], [], []
         for j, lab in enumerate(labels):
             for r in rows:
                 rl = r["variant"] if r["variant"] in ("windowed", "STMC") else f"{r['variant']}\n{r['pattern']}"
                 if rl == lab and r["form"] == form:
-                    xs.append(j + (i - 1) * width)
+                    xs.append(j + (i - off) * width)
                     ys.append(r["step_ms_avg_over_phases"])
                     errs.append(max(0.0, r["step_ms_p99"] - r["step_ms_avg_over_phases"]))
         ax.bar(xs, ys, width, label=form, yerr=[[0] * len(errs), errs], capsize=2)
@@ -128,7 +129,7 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
         for r in rows:
             if r["variant"] == "SOI FP" and f"{r['variant']}\n{r['pattern']}" == lab and "arrival_ms_median" in r:
                 i = forms.index(r["form"])
-                ax.plot([lab_i + (i - 1) * width], [r["arrival_ms_median"]], "k_", markersize=14)
+                ax.plot([lab_i + (i - off) * width], [r["arrival_ms_median"]], "k_", markersize=10)
     ax.axhline(result["frame_ms"], color="gray", ls="--", lw=1)
     ax.text(len(labels) - 0.5, result["frame_ms"] * 1.05, f"frame hop {result['frame_ms']:.0f} ms", ha="right", fontsize=8)
     ax.set_yscale("log")
@@ -148,8 +149,9 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
     written.append(path.name)
 
     # per-phase times of the SOI patterns against STMC (the fast forms)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
-    for ax, form in zip(axes, ("compiled", "onnxruntime")):
+    fast = [f for f in FAST_FORMS if any(r["form"] == f for r in rows)]
+    fig, axes = plt.subplots(1, len(fast), figsize=(5.5 * len(fast), 4), sharey=False, squeeze=False)
+    for ax, form in zip(axes[0], fast):
         sel = [r for r in rows if r["form"] == form and r["variant"] in ("STMC", "SOI PP", "SOI FP", "STMC exact-strided")]
         for k, r in enumerate(sel):
             ph = r["phase_ms"]
@@ -268,8 +270,11 @@ def main(argv=None) -> int:
         " a load change hits all of them alike, but absolute numbers and tails are noisier than on an idle machine)",
         "",
         "Forms: **eager** = the plain `model.step` (Python per layer, BatchNorm unfolded; the reference);"
-        " **compiled** = `soi.fast.FastStreamer` (BatchNorm folded, lean shift registers, one `torch.export`"
-        " graph per schedule phase); **onnxruntime** = the graphs of `soi export` run by `soi.runtime.OnnxStreamer`.",
+        " **torchscript** = `soi.fast.FastStreamer(backend=\"script\")` (BatchNorm folded, lean shift registers, one"
+        " `torch.export` graph per schedule phase, traced to TorchScript and frozen); **aotinductor** ="
+        " `FastStreamer(backend=\"aoti\")` (the same graphs compiled ahead of time to one C++ library per phase by"
+        " AOTInductor: elementwise work fused, every convolution im2col + one matrix product);"
+        " **onnxruntime** = the graphs of `soi export` run by `soi.runtime.OnnxStreamer`.",
         "Columns: per-frame time over all timed frames (median, p90, p99); *avg* = mean over the schedule's phases of"
         " each phase's median (what a frame costs on average: the quantity compared with the MAC ratio); *peak* = the"
         " slowest phase; *arrival* = FP only, from a frame's arrival to its output with `prepare()` done between frames;"

@@ -1,14 +1,20 @@
 """Benchmarks of streaming steps: windowed recompute, STMC, STMC exact-strided and SOI (PP, FP),
-each in eager, compiled and onnxruntime form, measured interleaved in one process.
+each in eager, compiled (TorchScript, AOTInductor) and onnxruntime form, measured interleaved in
+one process.
 
 What one frame step costs is timed call by call. Forms:
 
 * ``eager``: the plain ``model.step`` (the reference; Python per layer, BatchNorm unfolded);
-* ``compiled``: :class:`soi.fast.FastStreamer` (lean model, one ``torch.export`` graph per schedule
-  phase, traced to TorchScript and frozen; ``torch.compile`` was measured slower here, see
-  ``docs/deploy.md``);
+* ``torchscript``: :class:`soi.fast.FastStreamer` with ``backend="script"`` (lean model, one
+  ``torch.export`` graph per schedule phase, traced to TorchScript and frozen);
+* ``aotinductor``: :class:`soi.fast.FastStreamer` with ``backend="aoti"`` (each phase compiled ahead
+  of time to a C++ library by AOTInductor: elementwise work fused, every convolution an im2col +
+  matrix product; needs a C++ compiler, ~10-30 s per phase to build);
 * ``onnxruntime``: the graphs :func:`soi.export.export_onnx` writes, run by
   :class:`soi.runtime.OnnxStreamer`.
+
+``torch.compile`` was measured slower than both compiled forms here (its per-call guards), see
+``docs/deploy.md``.
 
 Variants (on one U-Net config, random weights: timing does not depend on them):
 
@@ -60,10 +66,13 @@ __all__ = [
     "run",
     "DEFAULT_PATTERNS",
     "FORMS",
+    "FAST_FORMS",
 ]
 
 DEFAULT_PATTERNS = ("STMC", "S-CC 2", "S-CC 5", "SS-CC 5")
-FORMS = ("eager", "compiled", "onnxruntime")
+FORMS = ("eager", "torchscript", "aotinductor", "onnxruntime")
+FAST_FORMS = ("torchscript", "aotinductor", "onnxruntime")
+_BACKEND = {"eager": "eager", "torchscript": "script", "aotinductor": "aoti"}
 
 
 # ==================================================================================================
@@ -285,8 +294,9 @@ def _stream_cases(
     cases = []
     for form in forms:
         t0 = time.perf_counter()
-        if form in ("eager", "compiled"):
-            fs = FastStreamer(model, shape, backend="eager" if form == "eager" else "script", fold_bn=form != "eager")
+        if form in _BACKEND:
+            build = tmp / f"aoti-{variant}-{pattern}-{batch}".replace(" ", "_") if form == "aotinductor" else None
+            fs = FastStreamer(model, shape, backend=_BACKEND[form], fold_bn=form != "eager", build_dir=build)
             w, n = len(fs.schedule.warmup), len(fs.schedule.cycle)
             fp = any(p.kind == "prepare" for p in fs.schedule.cycle)
             case = BenchCase(
@@ -346,7 +356,7 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
                 with torch.no_grad():
                     return net(shift())
 
-        elif form == "compiled":
+        elif form == "torchscript":
             net = _Windowed(fold_batchnorm(model), window).eval()
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -356,6 +366,17 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
             def step(gm=gm):
                 with torch.no_grad():
                     return gm(shift())
+
+        elif form == "aotinductor":
+            from .fast import _aoti_runner
+
+            net = _Windowed(fold_batchnorm(model), window).eval()
+            with torch.no_grad():
+                ep = torch.export.export(net, (frames,), strict=False)
+            run = _aoti_runner(ep, tmp, f"windowed-{batch}")
+
+            def step(run=run):
+                return run(shift())
 
         elif form == "onnxruntime":
             import onnxruntime as ort
@@ -525,14 +546,21 @@ def bench(
             tmp.mkdir(parents=True, exist_ok=True)
             cases: list[BenchCase] = []
             stmc = _make_model(config, "STMC")
+            def note(what: str) -> None:
+                if progress:
+                    print(f"bench: building {what} ({', '.join(forms)})", file=sys.stderr, flush=True)
+
             if windowed:
+                note("windowed recompute")
                 cases += _windowed_cases(stmc, forms, batch, tmp, threads)
             for pattern in patterns:
                 model = stmc if pattern == "STMC" else _make_model(config, pattern)
                 variant = "STMC" if pattern == "STMC" else ("SOI FP" if pattern.upper().startswith("SS-CC") else "SOI PP")
+                note(f"{variant} {pattern}")
                 cases += _stream_cases(variant, pattern, model, forms, batch, tmp, threads)
             if exact_strided:
                 model = _make_model(config, "S-CC 2", strided_mode="stmc")
+                note("STMC exact-strided S-CC 2")
                 cases += _stream_cases("STMC exact-strided", "S-CC 2", model, forms, batch, tmp, threads)
             for b in throughput_batches:  # B independent streams per call, fast forms
                 if b != batch:

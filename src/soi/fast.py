@@ -198,13 +198,19 @@ def _conv2d(self: nn.Module, window: Tensor, w: Tensor, b: Tensor | None, stride
     t_out = (t - kt) // stride[0] + 1
     f_out = (f + 2 * pad - kf) // stride[1] + 1
     cols = torch.nn.functional.unfold(window, (kt, kf), padding=(0, pad), stride=stride)  # (B, K, T*F)
+    # Inductor fuses a separate bias add into the next elementwise kernel; ATen's addmm instead
+    # saves an operator (measured both ways, docs/deploy.md).
+    fuse_bias = getattr(self, "_lean_fuse_bias", False)
     if c_out <= CHANNEL_MAJOR_MAX_OUT < t_out * f_out:
         wm, bcol = self._lean_wm, self._lean_bcol  # (C_out, K), (C_out, 1): prepared once by lean()
-        y = torch.addmm(bcol, wm, cols[0]).unsqueeze(0) if bsz == 1 else torch.baddbmm(bcol, wm.expand(bsz, -1, -1), cols)
+        if fuse_bias:
+            y = wm @ cols + bcol
+        else:
+            y = torch.addmm(bcol, wm, cols[0]).unsqueeze(0) if bsz == 1 else torch.baddbmm(bcol, wm.expand(bsz, -1, -1), cols)
         return y.reshape(bsz, c_out, t_out, f_out)
     wt = self._lean_wt  # (K, C_out), prepared once by lean()
-    if bsz == 1:  # a transposed view: the BLAS reads it as is, no copy
-        y = (torch.addmm(b, cols[0].t(), wt) if b is not None else cols[0].t() @ wt).unsqueeze(0)
+    if bsz == 1 and b is not None and not fuse_bias:  # a transposed view: the BLAS reads it as is, no copy
+        y = torch.addmm(b, cols[0].t(), wt).unsqueeze(0)
     else:
         y = cols.transpose(1, 2) @ wt  # (B, T*F, C_out)
         if b is not None:
@@ -228,8 +234,9 @@ for a tSTMC) are computed as ``W @ cols`` (see :func:`_conv2d`)."""
 LEAN_TARGETS = ("torch", "inductor", "onnx")
 
 
-def _prepare_matmul(m: nn.Module, w: Tensor, b: Tensor | None) -> None:
+def _prepare_matmul(m: nn.Module, w: Tensor, b: Tensor | None, fuse_bias: bool) -> None:
     m._lean_matmul = True
+    m._lean_fuse_bias = fuse_bias
     m._lean_wt = w.reshape(w.shape[0], -1).t().contiguous()
     m._lean_wm = w.reshape(w.shape[0], -1).contiguous()
     m._lean_bcol = (b.detach() if b is not None else w.new_zeros(w.shape[0]))[:, None].contiguous()
@@ -245,12 +252,12 @@ def _fast_ops_apply(m: nn.Module, target: str, polyphase: bool) -> None:
     if target == "torch":  # only where the matrix product carries it
         polyphase = matmul
     if isinstance(m, STMCConvNd) and matmul:
-        _prepare_matmul(m, m.weight.detach(), m.bias)
+        _prepare_matmul(m, m.weight.detach(), m.bias, target == "inductor")
         m._op = types.MethodType(_mm_conv_op, m)
     elif isinstance(m, STMCConvTransposeNd) and polyphase and m.conv_stride[1] > 1:
         m._lean_poly = _polyphase(m)
         if matmul:
-            _prepare_matmul(m, m._lean_poly[0], m._lean_poly[1])
+            _prepare_matmul(m, m._lean_poly[0], m._lean_poly[1], target == "inductor")
         m._op = types.MethodType(_poly_transpose_op, m)
 
 
