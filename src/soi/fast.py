@@ -17,8 +17,9 @@ for training (BatchNorm). This module removes both without changing a single out
   warm-up phases (look-ahead, FP shifts filling up) and the cycle that then repeats for ever (one
   phase for STMC, ``s`` for an S-CC pair of stride ``s``, twice that for FP with ``prepare``).
 * :class:`FastStreamer` holds the state as a flat list of tensors, walks the schedule, and calls one
-  compiled graph per phase (``backend="export"``, ``"compile"``, ``"eager"``; ``"eager"`` is the
-  reference and runs the plain step). Its outputs equal ``model.step``'s (tested).
+  compiled graph per phase (:data:`BACKENDS`: ``"script"`` TorchScript, ``"aoti"`` AOTInductor C++,
+  ``"export"``, ``"compile"``, ``"graph"``, and ``"eager"``, the reference, which runs the plain
+  step). Its outputs equal ``model.step``'s (tested).
 
 Preallocated state buffers versus concatenation were measured (``docs/deploy.md``): inside a step,
 concatenating ``[history, frame]`` costs 2-6 us per layer against 11-30 us for updating a
