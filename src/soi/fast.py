@@ -600,8 +600,10 @@ class FastStreamer:
             always runs the plain step (the reference).
         prepare: run FP ``prepare`` as its own phase (default: when the model defers work).
         build_dir: ``"aoti"``: where the compiled per-phase packages ``g<id>.pt2`` are written
-            (they load with ``torch._inductor.aoti_load_package``, also from C++); default: a
-            temporary directory removed with the streamer.
+            (replacing packages of those names; they load with
+            ``torch._inductor.aoti_load_package``, also from C++); default: a temporary directory
+            removed with the streamer. Inductor's parallel loops are compiled for the current
+            ``torch.get_num_threads()``: set it before building.
 
     ``step(x)`` returns what ``model.step`` would; ``prepare()`` (FP patterns) does the work that
     needs only past frames now, so that the next ``step`` is short; ``step`` runs it first if it
