@@ -104,32 +104,30 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = []
+    def label(r: dict) -> str:
+        return r["variant"] if r["variant"] in ("windowed", "STMC") else f"{r['variant']}\n{r['pattern']}"
+
+    def save(fig, path: Path) -> str:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path.name
+
     rows = [r for r in result["rows"] if r["batch"] == 1]
-    labels = []
-    for r in rows:
-        lab = r["variant"] if r["variant"] in ("windowed", "STMC") else f"{r['variant']}\n{r['pattern']}"
-        if lab not in labels:
-            labels.append(lab)
+    labels = list(dict.fromkeys(label(r) for r in rows))
+    by_label_form = {(label(r), r["form"]): r for r in rows}
     forms = [f for f in FORMS if any(r["form"] == f for r in rows)]
     fig, ax = plt.subplots(figsize=(12, 4.8))
     width = 0.8 / len(forms)
     off = (len(forms) - 1) / 2
     for i, form in enumerate(forms):
-        xs, ys, errs = [], [], []
-        for j, lab in enumerate(labels):
-            for r in rows:
-                rl = r["variant"] if r["variant"] in ("windowed", "STMC") else f"{r['variant']}\n{r['pattern']}"
-                if rl == lab and r["form"] == form:
-                    xs.append(j + (i - off) * width)
-                    ys.append(r["step_ms_avg_over_phases"])
-                    errs.append(max(0.0, r["step_ms_p99"] - r["step_ms_avg_over_phases"]))
-        ax.bar(xs, ys, width, label=form, yerr=[[0] * len(errs), errs], capsize=2)
-    for lab_i, lab in enumerate(labels):
-        for r in rows:
-            if r["variant"] == "SOI FP" and f"{r['variant']}\n{r['pattern']}" == lab and "arrival_ms_median" in r:
-                i = forms.index(r["form"])
-                ax.plot([lab_i + (i - off) * width], [r["arrival_ms_median"]], "k_", markersize=10)
+        hits = [(j + (i - off) * width, by_label_form[(lab, form)]) for j, lab in enumerate(labels) if (lab, form) in by_label_form]
+        ys = [r["step_ms_avg_over_phases"] for _, r in hits]
+        errs = [max(0.0, r["step_ms_p99"] - r["step_ms_avg_over_phases"]) for _, r in hits]
+        ax.bar([x for x, _ in hits], ys, width, label=form, yerr=[[0] * len(errs), errs], capsize=2)
+        for x, r in hits:
+            if "arrival_ms_median" in r:  # FP
+                ax.plot([x], [r["arrival_ms_median"]], "k_", markersize=10)
     ax.axhline(result["frame_ms"], color="gray", ls="--", lw=1)
     ax.text(len(labels) - 0.5, result["frame_ms"] * 1.05, f"frame hop {result['frame_ms']:.0f} ms", ha="right", fontsize=8)
     ax.set_yscale("log")
@@ -142,11 +140,7 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
         fontsize=9,
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = plots / f"step_latency_{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path.name)
+    written = [save(fig, plots / f"step_latency_{name}.png")]
 
     # per-phase times of the SOI patterns against STMC (the fast forms)
     fast = [f for f in FAST_FORMS if any(r["form"] == f for r in rows)]
@@ -164,11 +158,7 @@ def plot(result: dict, name: str, plots: Path) -> list[str]:
         ax.set_title(f"{form}: per-phase median (dots), average (line), FP arrival (red)", fontsize=9)
         ax.set_ylabel("ms")
         ax.set_ylim(bottom=0)
-    fig.tight_layout()
-    path = plots / f"soi_phases_{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path.name)
+    written.append(save(fig, plots / f"soi_phases_{name}.png"))
     return written
 
 

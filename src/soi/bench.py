@@ -44,7 +44,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -313,7 +312,7 @@ def _stream_cases(
             w, n = len(ort_stream.manifest["warmup"]), len(ort_stream.manifest["cycle"])
             fp = "prepare" in ort_stream.manifest["cycle_kinds"]
             case = BenchCase(
-                variant, form, pattern, step=lambda s=ort_stream: s.step(xn), prepare=ort_stream.prepare if fp else None,
+                variant, form, pattern, step=lambda s=ort_stream, xn=xn: s.step(xn), prepare=ort_stream.prepare if fp else None,
                 phase_of=lambda s=ort_stream, w=w, n=n: (s._index - w) % n, state_bytes=ort_stream.manifest["state_bytes"],
             )  # fmt: skip
             case.extra["onnx_dir"] = str(out)
@@ -356,27 +355,15 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
                 with torch.no_grad():
                     return net(shift())
 
-        elif form == "torchscript":
-            net = _Windowed(fold_batchnorm(model), window).eval()
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                gm = torch.export.export(net, (frames,), strict=False).module()
-                gm = torch.jit.freeze(torch.jit.trace(gm, (frames,), check_trace=False, strict=False).eval())
-
-            def step(gm=gm):
-                with torch.no_grad():
-                    return gm(shift())
-
-        elif form == "aotinductor":
-            from .fast import _aoti_runner
+        elif form in ("torchscript", "aotinductor"):
+            from .fast import _build_runner
 
             net = _Windowed(fold_batchnorm(model), window).eval()
-            with torch.no_grad():
-                ep = torch.export.export(net, (frames,), strict=False)
-            run = _aoti_runner(ep, tmp, f"windowed-{batch}")
+            run = _build_runner(net, (frames,), _BACKEND[form], tmp, f"windowed-{batch}")
 
             def step(run=run):
-                return run(shift())
+                with torch.no_grad():
+                    return run(shift())
 
         elif form == "onnxruntime":
             import onnxruntime as ort
@@ -395,7 +382,7 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
             nbuf = {"frames": frames.numpy().copy()}
             newn = new.numpy()
 
-            def step(sess=sess, nbuf=nbuf):
+            def step(sess=sess, nbuf=nbuf, newn=newn):
                 nbuf["frames"] = np.concatenate([nbuf["frames"][:, :, 1:], newn], axis=2)
                 return sess.run(None, {"frames": nbuf["frames"]})
 
@@ -569,7 +556,6 @@ def bench(
             parity_original: dict[str, dict[str, float]] = {}
             if check_onnx:
                 from .export import compare_export
-
                 from .fast import lean
 
                 for c in cases:

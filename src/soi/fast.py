@@ -35,8 +35,8 @@ import dataclasses
 import shutil
 import tempfile
 import types
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -541,8 +541,9 @@ def _cxx_compiler() -> str | None:
 
 
 def _build_runner(
-    graph: StepGraph, example: tuple[Tensor, ...], backend: str, build_dir: Path | None = None, name: str = "g"
+    graph: nn.Module, example: tuple[Tensor, ...], backend: str, build_dir: Path | None = None, name: str = "g"
 ) -> Callable[..., Sequence[Tensor]]:
+    """``graph`` (a :class:`StepGraph`, or any module of tensors) ready to run in ``backend``."""
     if backend == "graph":
         return graph
     if backend in ("export", "script", "aoti"):
@@ -636,14 +637,14 @@ class FastStreamer:
         self.input_shape = tuple(int(v) for v in input_shape)
         self.schedule = discover_schedule(self.model, self.input_shape, prepare=prepare, dtype=dtype)
         self._runners: dict[int, Callable[..., Sequence[Tensor]]] = {}
-        self._tmp = None
+        self._tmp = None  # owns the default build directory: removed with the streamer
+        self.build_dir: Path | None = None
         if backend == "aoti":
             if build_dir is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="soi-aoti-")
                 build_dir = self._tmp.name
-            build_dir = Path(build_dir)
-            build_dir.mkdir(parents=True, exist_ok=True)
-        self.build_dir = Path(build_dir) if build_dir is not None else None
+            self.build_dir = Path(build_dir)
+            self.build_dir.mkdir(parents=True, exist_ok=True)
         self._assemble: dict[int, list[tuple[bool, int]] | None] = {}
         for ph in [*self.schedule.warmup, *self.schedule.cycle]:
             pos_in = {n: i for i, n in enumerate(ph.in_names)}
@@ -668,7 +669,6 @@ class FastStreamer:
     def reset(self) -> None:
         """Restart the stream from the schedule's initial (zero) state."""
         self._index = 0
-        self._names = [n for n, _ in state_tensors(self.schedule.initial)]
         self._tensors = [t.clone(memory_format=torch.contiguous_format) for _, t in state_tensors(self.schedule.initial)]
 
     @property

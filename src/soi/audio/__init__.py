@@ -9,81 +9,14 @@
 WAV IO needs ``soundfile`` (the ``audio`` extra), imported only when a file is read or written.
 """
 
-from .data import (
-    AudioFileError,
-    DefaultDataset,
-    DNSFolderDataset,
-    PairedFolderDataset,
-    downmix,
-    list_audio_files,
-    mix_at_snr,
-    read_segment,
-    read_wav,
-    resample,
-    write_wav,
-)
-from .metrics import neg_si_snr_loss, pesq_score, si_snr, si_snr_improvement, stoi_score
-from .stft import (
-    HOP,
-    N_FFT,
-    SAMPLE_RATE,
-    ISTFTState,
-    STFTState,
-    StreamingISTFT,
-    StreamingSTFT,
-    enhance_offline,
-    enhance_streaming,
-    frames_for,
-    istft,
-    latency_samples,
-    pad_for_streaming,
-    samples_for,
-    stft,
-    stft_window,
-    trim_streamed,
-)
+from . import data as _data
+from . import metrics as _metrics
+from . import stft as _stft
+from .data import *  # noqa: F403 - each submodule's __all__ is the package's API
+from .metrics import *  # noqa: F403
+from .stft import *  # noqa: F403
 
-__all__ = [
-    # stft
-    "SAMPLE_RATE",
-    "N_FFT",
-    "HOP",
-    "STFTState",
-    "ISTFTState",
-    "StreamingSTFT",
-    "StreamingISTFT",
-    "stft",
-    "istft",
-    "stft_window",
-    "latency_samples",
-    "frames_for",
-    "samples_for",
-    "pad_for_streaming",
-    "trim_streamed",
-    "enhance_offline",
-    "enhance_streaming",
-    # metrics
-    "si_snr",
-    "si_snr_improvement",
-    "neg_si_snr_loss",
-    "pesq_score",
-    "stoi_score",
-    # data
-    "AudioFileError",
-    "read_wav",
-    "read_segment",
-    "write_wav",
-    "resample",
-    "downmix",
-    "mix_at_snr",
-    "list_audio_files",
-    "DNSFolderDataset",
-    "PairedFolderDataset",
-    "DefaultDataset",
-    # generator
-    "generate_dataset",
-    "make_sentence",
-]
+__all__ = [*_stft.__all__, *_metrics.__all__, *_data.__all__, "generate_dataset", "make_sentence"]
 
 
 def __getattr__(name: str):
