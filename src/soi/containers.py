@@ -27,6 +27,7 @@ __all__ = [
     "Sequential",
     "Concat",
     "Residual",
+    "Wrapper",
     "as_streaming",
     "FRAME_WISE_TYPES",
 ]
@@ -332,3 +333,40 @@ class Residual(_Parallel):
         if skip.shape != y.shape:
             raise ValueError(f"Residual: the body maps {tuple(skip.shape)} to {tuple(y.shape)}; shapes must match to add")
         return skip + y
+
+
+class Wrapper(StreamingModule):
+    """A streaming module whose protocol and timing are those of one inner module.
+
+    Subclasses hold the inner module under a name of their own (it is part of their state-dict
+    keys), return it from :attr:`inner`, and add what is theirs: construction, input checks,
+    defaults.
+    """
+
+    @property
+    def inner(self) -> StreamingModule:
+        raise NotImplementedError
+
+    @property
+    def receptive_field(self) -> int:
+        return self.inner.receptive_field
+
+    @property
+    def delay(self) -> int:
+        return self.inner.delay
+
+    @property
+    def stride(self) -> int:
+        return self.inner.stride
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> State:
+        return self.inner.init_state(batch_size, device, dtype)
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        return self.inner.step(x, state)
+
+    def flush(self, state: State) -> tuple[Tensor | None, State]:
+        return self.inner.flush(state)
+
+    def prepare(self, state: State) -> State:
+        return self.inner.prepare(state)

@@ -29,9 +29,9 @@ from .audio.stft import (
     pad_for_streaming,
     trim_streamed,
 )
-from .containers import Sequential, _Parallel
+from .containers import Sequential, Wrapper, _Parallel
 from .models.unet import UNet, UNetConfig
-from .state import State, StreamingModule
+from .state import StreamingModule
 
 __all__ = [
     "PowerLawCompression",
@@ -78,7 +78,7 @@ class _ApplyMask(_Parallel):
         return torch.cat([real, imag], dim=1)
 
 
-class SpectralMasker(StreamingModule):
+class SpectralMasker(Wrapper):
     """Complex-mask speech separation over STFT frames: ``(B, 2, T, F)`` -> ``(B, 2, T, F)``.
 
     Args:
@@ -106,29 +106,12 @@ class SpectralMasker(StreamingModule):
         return self.body.branches[1][1]
 
     @property
-    def receptive_field(self) -> int:
-        return self.body.receptive_field
-
-    @property
-    def delay(self) -> int:
-        return self.body.delay
+    def inner(self) -> StreamingModule:
+        return self.body
 
     @property
     def stride(self) -> int:
         return 1
-
-    def init_state(self, batch_size: int, device=None, dtype=None) -> State:
-        return self.body.init_state(batch_size, device, dtype)
-
-    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        return self.body.step(x, state)
-
-    def flush(self, state: State) -> tuple[Tensor | None, State]:
-        return self.body.flush(state)
-
-    def prepare(self, state: State) -> State:
-        """FP patterns: do the work that needs only past frames (between frames)."""
-        return self.body.prepare(state)
 
 
 class SpeechEnhancer(nn.Module):

@@ -33,7 +33,7 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from ..containers import Concat, DelayLine, Sequential
+from ..containers import Concat, DelayLine, Sequential, Wrapper
 from ..conv import STMCConv2d
 from ..conv_transpose import STMCConvTranspose2d
 from ..scattered import SC, UPSAMPLERS, SCCPair, STMCStridedPair, make_upsampler
@@ -255,7 +255,7 @@ def _sized_delay(frames: int, channels: int, frame_size: tuple[int, ...]) -> Del
     return d
 
 
-class UNet(StreamingModule):
+class UNet(Wrapper):
     """The SOI paper's speech-separation U-Net as a streaming module.
 
     Args:
@@ -387,18 +387,9 @@ class UNet(StreamingModule):
         """The same network with pattern ``"STMC"`` (the reference of the retained percentage)."""
         return UNet(self.config, "STMC")
 
-    # -- timing -----------------------------------------------------------------------------------
     @property
-    def receptive_field(self) -> int:
-        return self.graph.receptive_field
-
-    @property
-    def delay(self) -> int:
-        return self.graph.delay
-
-    @property
-    def stride(self) -> int:
-        return self.graph.stride
+    def inner(self) -> StreamingModule:
+        return self.graph
 
     @property
     def input_frame_shape(self) -> tuple[int, int]:
@@ -410,7 +401,7 @@ class UNet(StreamingModule):
         p = next(self.parameters())
         device = p.device if device is None else device
         dtype = p.dtype if dtype is None else dtype
-        return self.graph.init_state(batch_size, device, dtype)
+        return super().init_state(batch_size, device, dtype)
 
     def _check_input(self, x: Tensor) -> None:
         c = self.config
@@ -420,13 +411,7 @@ class UNet(StreamingModule):
 
     def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         self._check_input(x)
-        return self.graph.step(x, state)
-
-    def prepare(self, state: State) -> State:
-        return self.graph.prepare(state)
-
-    def flush(self, state: State) -> tuple[Tensor | None, State]:
-        return self.graph.flush(state)
+        return super().step(x, state)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
