@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .state import State, StreamingModule
-from .window import TemporalWindow
+from .window import DelayWindow
 
 __all__ = [
     "FrameWise",
@@ -107,7 +107,7 @@ class ChannelLinear(nn.Linear):
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
 
 
-class DelayLine(TemporalWindow):
+class DelayLine(DelayWindow):
     """Delays a stream by ``frames`` frames: output ``t`` is input ``t`` once ``t + frames`` arrived.
 
     Used to align branches of different look-ahead; it is an identity with look-ahead, so offline it
@@ -116,12 +116,6 @@ class DelayLine(TemporalWindow):
 
     def __init__(self, frames: int) -> None:
         super().__init__(None, None, frames + 1, 1, 1, lookahead=frames)
-
-    def _op(self, window: Tensor) -> Tensor:
-        return window[:, :, : window.shape[2] - self.history_frames]
-
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
-        return frame_size
 
     def extra_repr(self) -> str:
         return f"frames={self.lookahead}"

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from .containers import Sequential, as_streaming
 from .state import State, StreamingModule, _tokens
-from .window import TemporalWindow
+from .window import DelayWindow, TemporalWindow
 
 __all__ = [
     "Upsampler",
@@ -473,7 +473,7 @@ def make_upsampler(
 # ==================================================================================================
 
 
-class Shift(TemporalWindow):
+class Shift(DelayWindow):
     """SC's shift: output ``t`` is input ``t - frames`` (zeros for ``t < frames``).
 
     A plain layer. To have the work *before* a shift done ahead of time, wrap that work in
@@ -486,12 +486,6 @@ class Shift(TemporalWindow):
         super().__init__(None, channels, frames + 1, 1, 1, 0, None)
         self.frame_size = tuple(int(v) for v in frame_size) if frame_size is not None else None
         self.frames = frames
-
-    def _op(self, window: Tensor) -> Tensor:
-        return window[:, :, : window.shape[2] - self.history_frames]
-
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
-        return frame_size
 
     def extra_repr(self) -> str:
         return f"frames={self.frames}"

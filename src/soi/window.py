@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .state import State, StreamingModule
 
-__all__ = ["WindowState", "TemporalWindow", "ntuple"]
+__all__ = ["WindowState", "TemporalWindow", "DelayWindow", "ntuple"]
 
 
 def ntuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -235,3 +235,15 @@ class TemporalWindow(StreamingModule):
         if self.lookahead:
             extra += f", lookahead={self.lookahead}"
         return extra
+
+
+class DelayWindow(TemporalWindow):
+    """A shift register with nothing to compute: the output is the input, ``history_frames``
+    frames later (base of :class:`soi.DelayLine` and :class:`soi.Shift`, which differ in whether
+    the delay is declared as look-ahead)."""
+
+    def _op(self, window: Tensor) -> Tensor:
+        return window[:, :, : window.shape[2] - self.history_frames]
+
+    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+        return frame_size
