@@ -244,8 +244,13 @@ class Upsampler(nn.Module):
                     )
                 positions.extend(min(max(p + k, 0), length - 1) for k in taps)
                 phases.append(r)
-            index = torch.tensor(positions, device=big.device)
-            gathered = big.index_select(2, index).unflatten(2, (n, len(taps)))
+            if positions == list(range(positions[0], positions[0] + len(positions))):
+                # one run of consecutive elements (a one-frame step): a view, which compilers and
+                # ONNX runtimes handle without an indexed gather
+                gathered = big.narrow(2, positions[0], len(positions))
+            else:
+                gathered = big.index_select(2, torch.tensor(positions, device=big.device))
+            gathered = gathered.unflatten(2, (n, len(taps)))
             y = self._combine(gathered, phases)
         else:
             out_c = self.out_channels if self.out_channels is not None else x.shape[1]
@@ -254,9 +259,10 @@ class Upsampler(nn.Module):
         keep = elems.shape[2]
         if not final and base + advance - a < length - keep:
             raise RuntimeError(f"internal: {type(self).__name__} would drop an element it still needs")
-        new = dataclasses.replace(
-            state, phase=(r0 + n) % s, ahead=state.ahead + m - advance, elems=big[:, :, length - keep :]
-        )
+        # no element arrived: the held elements stay the same tensor (not a view of it), so a
+        # compiled stream sees them unchanged
+        held = elems if big is elems else big[:, :, length - keep :]
+        new = dataclasses.replace(state, phase=(r0 + n) % s, ahead=state.ahead + m - advance, elems=held)
         return y, new
 
     def aligned_step(self, x: Tensor, state: AlignedUpsampleState) -> tuple[Tensor, AlignedUpsampleState]:
