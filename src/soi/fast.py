@@ -185,6 +185,16 @@ def _poly_transpose_op(self: STMCConvTransposeNd, window: Tensor) -> Tensor:
     return y[..., :f_out]
 
 
+def _product(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` with one operand a weight matrix ``(M, K)`` and the other ``(B, ., .)``: for one
+    stream a 2-d product (``mm``) instead of a batched one."""
+    if a.dim() == 3 and a.shape[0] == 1:
+        return (a[0] @ b).unsqueeze(0)
+    if b.dim() == 3 and b.shape[0] == 1:
+        return (a @ b[0]).unsqueeze(0)
+    return a @ b
+
+
 def _conv2d(self: nn.Module, window: Tensor, w: Tensor, b: Tensor | None, stride: tuple[int, int], pad: int) -> Tensor:
     """2-d correlation, no time padding, frequency padding ``pad``: ``F.conv2d`` or, for the torch
     and inductor forms, one matrix product. The product is oriented so that its result has the
@@ -214,7 +224,7 @@ def _conv2d(self: nn.Module, window: Tensor, w: Tensor, b: Tensor | None, stride
     if c_out <= CHANNEL_MAJOR_MAX_OUT < t_out * f_out:
         wm, bcol = self._lean_wm, self._lean_bcol  # (C_out, K), (C_out, 1): prepared once by lean()
         if fuse_bias:
-            y = wm @ cols + bcol
+            y = _product(wm, cols) + bcol
         else:
             y = torch.addmm(bcol, wm, cols[0]).unsqueeze(0) if bsz == 1 else torch.baddbmm(bcol, wm.expand(bsz, -1, -1), cols)
         return y.reshape(bsz, c_out, t_out, f_out)
@@ -222,7 +232,7 @@ def _conv2d(self: nn.Module, window: Tensor, w: Tensor, b: Tensor | None, stride
     if bsz == 1 and b is not None and not fuse_bias:  # a transposed view: the BLAS reads it as is, no copy
         y = torch.addmm(b, cols[0].t(), wt).unsqueeze(0)
     else:
-        y = cols.transpose(1, 2) @ wt  # (B, T*F, C_out)
+        y = _product(cols.transpose(1, 2), wt)  # (B, T*F, C_out)
         if b is not None:
             y = y + b
     return y.transpose(1, 2).reshape(bsz, c_out, t_out, f_out)
@@ -247,9 +257,9 @@ def _taps_conv2d(self: nn.Module, window: Tensor, b: Tensor | None, t_stride: in
     else:
         cols = torch.nn.functional.unfold(window, (kt, 1), stride=(t_stride, 1))  # (B, C_in*k_t, T_out*F)
     if c_out <= CHANNEL_MAJOR_MAX_OUT:
-        y = (self._lean_wm @ cols).reshape(bsz, kf, c_out, t_out, f)
+        y = _product(self._lean_wm, cols).reshape(bsz, kf, c_out, t_out, f)
     else:
-        y = (cols.transpose(1, 2) @ self._lean_wt).reshape(bsz, t_out, f, kf, c_out).permute(0, 3, 4, 1, 2)
+        y = _product(cols.transpose(1, 2), self._lean_wt).reshape(bsz, t_out, f, kf, c_out).permute(0, 3, 4, 1, 2)
     if pad:
         y = torch.nn.functional.pad(y, (pad, pad))
     out = y[:, 0, ..., :f_out]

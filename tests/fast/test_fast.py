@@ -198,6 +198,51 @@ def test_fast_streamer_unet_patterns(pattern):
             assert (got - ref).abs().max() < 1e-10, f"{pattern} {backend}: {(got - ref).abs().max():.2e}"
 
 
+@pytest.mark.parametrize("backend", ["graph", "export", "script"])
+def test_fast_streamer_updates_its_state_buffers_in_place(backend):
+    """A compiled stream keeps every state tensor of a PP pattern in one buffer for its whole life
+    (the graphs update them in place); the outputs equal the functional stream's and the plain
+    step's; ``state`` hands out copies; an earlier output survives later calls."""
+    model = _unet("S-CC 1")
+    x = _x(t=13, f=33)
+    ref = _stream_reference(model, x)
+    fs = FastStreamer(model, (2, 2, 1, 33), backend=backend)
+    names = {n for n, _ in state_tensors(fs.schedule.initial)}
+    assert fs.buffered == names, f"not buffered: {sorted(names - fs.buffered)}"
+    where = {n: b.data_ptr() for n, b in fs._buffers.items()}
+    first = fs.step(x[:, :, :1])
+    kept = first.clone()
+    rest = [fs.step(x[:, :, t : t + 1]) for t in range(1, x.shape[2])]
+    assert {n: b.data_ptr() for n, b in fs._buffers.items()} == where
+    assert torch.equal(first, kept), "an output changed after later calls"
+    got = torch.cat([first, *rest], dim=2)
+    assert (got - ref).abs().max() < 1e-10, f"{backend}: {(got - ref).abs().max():.2e}"
+    functional = FastStreamer(model, (2, 2, 1, 33), backend=backend, inplace=False)
+    assert functional.buffered == set()
+    assert (_stream_fast(functional, x) - got).abs().max() < 1e-12
+    before = {n: b.clone() for n, b in fs._buffers.items()}
+    for _, t in state_tensors(fs.state):
+        t.add_(1.0)
+    assert all(torch.equal(before[n], b) for n, b in fs._buffers.items()), "state must be a copy"
+
+
+def test_fast_streamer_passes_an_fp_patterns_pending_output():
+    """FP: the output prepared between frames exists only between ``prepare`` and ``step``, so it
+    is passed in and out; every other state tensor is buffered, and the stream is exact."""
+    from soi.fast import inplace_names
+
+    model = _unet("SS-CC 2")
+    fs = FastStreamer(model, (2, 2, 1, 33), backend="graph")
+    phases = [*fs.schedule.warmup, *fs.schedule.cycle]
+    everywhere = set.intersection(*({n for n, _ in state_tensors(p.in_template)} for p in phases))
+    sometimes = set.union(*({n for n, _ in state_tensors(p.in_template)} for p in phases)) - everywhere
+    assert sometimes, "an FP schedule has a tensor that comes and goes"
+    assert fs.buffered == inplace_names(fs.schedule) and not (sometimes & fs.buffered)
+    assert fs.buffered, "the rest is buffered"
+    x = _x(t=15, f=33)
+    assert (_stream_fast(fs, x) - _stream_reference(model, x)).abs().max() < 1e-10
+
+
 def test_fast_streamer_exact_strided_mode():
     model = _unet("S-CC 2", strided_mode="stmc")
     x = _x(t=11, f=33)
@@ -217,23 +262,36 @@ def test_lean_matmul_and_polyphase_ops_are_exact(monkeypatch, target, orientatio
     monkeypatch.setattr(fast, "MATMUL_MIN_WEIGHTS", 0)
     monkeypatch.setattr(fast, "CHANNEL_MAJOR_MAX_OUT", 0 if orientation == "rows" else 64)
     torch.manual_seed(5)
-    layers = []
+    nets = []
     for k, s, p, op in [(5, 2, 2, 0), (5, 2, 2, 1), (3, 2, 1, 1), (4, 2, 1, 0), (5, 3, 2, 2), (3, 3, 0, 0)]:
-        layers.append(soi.STMCConvTranspose2d(3, 3, (2, k), stride=(1, s), padding=p, output_padding=op))
-        layers.append(soi.STMCConv2d(3, 3, (2, k), stride=(1, s), padding=p))
-    nets = [soi.Sequential(layers[i], layers[i + 1]).double().eval() for i in range(0, len(layers), 2)]
+        up = soi.STMCConvTranspose2d(3, 3, (2, k), stride=(1, s), padding=p, output_padding=op)
+        nets.append(soi.Sequential(up, soi.STMCConv2d(3, 3, (2, k), stride=(1, s), padding=p)))
+        # 6 -> 2 channels: the polyphase tSTMC in the taps form (C_out < C_in*k_t)
+        down = soi.STMCConv2d(3, 6, (2, k), stride=(1, s), padding=p)
+        nets.append(soi.Sequential(down, soi.STMCConvTranspose2d(6, 2, (2, k), stride=(1, s), padding=p, output_padding=op)))
+    # stride 1 in frequency: taps form, 3 frames (offline: several output frames per product)
+    nets.append(soi.Sequential(soi.STMCConv2d(3, 6, (3, 3), padding=1), soi.STMCConv2d(6, 2, (2, 3), padding=1)))
+    nets = [net.double().eval() for net in nets]
+    taps = {True: 0, False: 0}
     for net in [*nets, unet_like(time_stride=2)]:
         x = _x(t=9) if net[0].in_channels == 2 else _x(t=9, c=3, f=11)
         fast_net = fast.lean(net, target=target)
-        assert any(hasattr(m, "_lean_poly") for m in fast._all_modules(fast_net))
+        modules = fast._all_modules(fast_net)
+        if net is not nets[-1]:
+            assert any(hasattr(m, "_lean_poly") for m in modules)
         if target != "onnx":
-            assert any(getattr(m, "_lean_matmul", False) for m in fast._all_modules(fast_net))
+            assert any(getattr(m, "_lean_matmul", False) for m in modules)
+            for m in modules:
+                if getattr(m, "_lean_matmul", False):
+                    taps[m._lean_taps is not None] += 1
         with torch.no_grad():
             for xb in (x, x[:1]):  # a batch of streams and one stream (a different product)
                 assert (fast_net(xb) - net(xb)).abs().max() < 1e-10, f"{target} {orientation} B={len(xb)}"
                 ref = _stream_reference(net, xb)
                 got = _stream_reference(fast_net, xb)
                 assert (got - ref).abs().max() < 1e-10, f"{target} {orientation} B={len(xb)} streamed"
+    if target != "onnx":
+        assert taps[True] and taps[False], f"{target}: both product forms exercised: {taps}"
     # a batch of streams through the matrix-product path
     fs = FastStreamer(unet_like(), (2, 2, 1, F))  # the default backend, "script"
     x = _x(t=6)
