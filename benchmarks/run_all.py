@@ -279,7 +279,8 @@ def main(argv=None) -> int:
             f"## U-Net `{name}`",
             "",
             f"Config: `{json.dumps(result['config'])}`. Timed {result['timing']['rounds']} interleaved rounds x "
-            f"{result['timing']['frames_per_round']} frames per configuration after {result['timing']['warmup_rounds']} warm-up rounds; "
+            f"{result['timing']['frames_per_round']} frames per configuration (each block after "
+            f"{result['timing'].get('block_warmup', 2)} untimed frames) after {result['timing']['warmup_rounds']} warm-up rounds; "
             f"run took {result['wall_s']:.0f} s.",
             "",
             "### Targets",

@@ -66,6 +66,7 @@ __all__ = [
     "DEFAULT_PATTERNS",
     "FORMS",
     "FAST_FORMS",
+    "BLOCK_WARMUP",
 ]
 
 DEFAULT_PATTERNS = ("STMC", "S-CC 2", "S-CC 5", "SS-CC 5")
@@ -401,13 +402,24 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
 # ==================================================================================================
 
 
+BLOCK_WARMUP = 10
+"""Untimed frames at the start of every block of a case's frames (a multiple of every cycle).
+Switching between cases evicts caches, branch predictors and the like; measured on the small
+U-Net (AOTInductor), a step kept getting faster over the first ~10 frames of a block, from 0.43
+to 0.29-0.30 ms for STMC (see benchmarks/ANALYSIS.md). A deployed stream runs in that steady state."""
+
+
 def _measure(
-    cases: list[BenchCase], rounds: int, frames_per_round: int, warmup_rounds: int, progress: bool, block_warmup: int = 2
+    cases: list[BenchCase],
+    rounds: int,
+    frames_per_round: int,
+    warmup_rounds: int,
+    progress: bool,
+    block_warmup: int = BLOCK_WARMUP,
 ) -> None:
     """Interleave: every round runs ``frames_per_round`` frames of every case, the order rotating,
     so slow drifts of the machine (other processes, clock) hit every case alike. Each block starts
-    with ``block_warmup`` untimed frames (a multiple of every cycle): switching between cases
-    evicts the caches, and without them the first phase of every cycle would pay for it."""
+    with ``block_warmup`` untimed frames: switching between cases leaves the next one cold."""
     order = list(range(len(cases)))
     it = range(warmup_rounds + rounds)
     if progress:
@@ -511,6 +523,7 @@ def bench(
     rounds: int = 40,
     frames_per_round: int = 10,
     warmup_rounds: int = 5,
+    block_warmup: int = BLOCK_WARMUP,
     frame_rate: float = 62.5,
     progress: bool = False,
     workdir: str | Path | None = None,
@@ -519,7 +532,8 @@ def bench(
     "rows"}``; ``rows`` are the per-(variant, form) summaries (see the module docstring).
 
     ``rounds * frames_per_round`` frames are timed per case after ``warmup_rounds`` rounds; with
-    ``frames_per_round`` a multiple of every schedule cycle, each round covers whole cycles.
+    ``frames_per_round`` a multiple of every schedule cycle, each round covers whole cycles. Every
+    block of a case's frames starts with ``block_warmup`` untimed frames (:data:`BLOCK_WARMUP`).
     """
     for f in forms:
         if f not in FORMS:
@@ -570,7 +584,7 @@ def bench(
             cfg = config if isinstance(config, UNetConfig) else UNetConfig.from_json(config)
             shapes = layer_gemm_shapes(_unet_of(stmc), (batch, cfg.in_channels, 1, cfg.freq_bins))
             reference = matmul_reference(shapes)
-            _measure(cases, rounds, frames_per_round, warmup_rounds, progress)
+            _measure(cases, rounds, frames_per_round, warmup_rounds, progress, block_warmup)
     finally:
         torch.set_num_threads(prev_threads)
     rows = [_summary(c, frame_ms, reference["gmac_per_s"], frame_rate) for c in cases]
@@ -586,7 +600,7 @@ def bench(
         "machine": facts,
         "config": cfg.to_dict(),
         "frame_ms": frame_ms,
-        "timing": {"rounds": rounds, "frames_per_round": frames_per_round, "warmup_rounds": warmup_rounds},
+        "timing": {"rounds": rounds, "frames_per_round": frames_per_round, "warmup_rounds": warmup_rounds, "block_warmup": block_warmup},
         "reference": reference,
         "onnx_parity_max_abs": parity,
         "onnx_vs_unfolded_max_abs": parity_original,
@@ -627,6 +641,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default 1)")
     parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds timed (default 40)")
     parser.add_argument("--frames-per-round", type=int, default=10, help="frames per case per round (default 10)")
+    parser.add_argument(
+        "--block-warmup", type=int, default=BLOCK_WARMUP, help=f"untimed frames before each block (default {BLOCK_WARMUP})"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
 
 
@@ -643,6 +660,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         rounds=args.rounds,
         frames_per_round=args.frames_per_round,
+        block_warmup=args.block_warmup,
         progress=not args.json and sys.stderr.isatty(),
     )
     if args.json:
