@@ -16,16 +16,17 @@ for training (BatchNorm). This module removes both without changing a single out
 * :func:`discover_schedule` walks the schedule once (a few zero frames through the eager step): the
   warm-up phases (look-ahead, FP shifts filling up) and the cycle that then repeats for ever (one
   phase for STMC, ``s`` for an S-CC pair of stride ``s``, twice that for FP with ``prepare``).
-* :class:`FastStreamer` holds the state as a flat list of tensors, walks the schedule, and calls one
-  compiled graph per phase (:data:`BACKENDS`: ``"script"`` TorchScript, ``"aoti"`` AOTInductor C++,
+* :class:`FastStreamer` holds the state in buffers allocated once (the compiled graphs update them
+  in place; :func:`inplace_names`), walks the schedule, and calls one compiled graph per phase (:data:`BACKENDS`: ``"script"`` TorchScript, ``"aoti"`` AOTInductor C++,
   ``"export"``, ``"compile"``, ``"graph"``, and ``"eager"``, the reference, which runs the plain
   step). Its outputs equal ``model.step``'s (tested).
 
 Preallocated state buffers versus concatenation were measured (``docs/deploy.md``): inside a step,
 concatenating ``[history, frame]`` costs 2-6 us per layer against 11-30 us for updating a
 preallocated window in place (and the in-place update makes the step impure), so concatenation is
-kept and the lean step drops the remaining slice copy; between steps, preallocated double buffers
-win, and :class:`soi.runtime.OnnxStreamer` uses them.
+kept and the lean step drops the remaining slice copy; between steps, preallocated buffers win:
+:class:`soi.runtime.OnnxStreamer` binds double buffers, :class:`FastStreamer` updates its buffers in
+place.
 """
 
 from __future__ import annotations
