@@ -57,6 +57,7 @@ __all__ = [
     "Schedule",
     "discover_schedule",
     "StepGraph",
+    "inplace_names",
     "FastStreamer",
     "BACKENDS",
 ]
