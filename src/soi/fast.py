@@ -17,9 +17,10 @@ for training (BatchNorm). This module removes both without changing a single out
   warm-up phases (look-ahead, FP shifts filling up) and the cycle that then repeats for ever (one
   phase for STMC, ``s`` for an S-CC pair of stride ``s``, twice that for FP with ``prepare``).
 * :class:`FastStreamer` holds the state in buffers allocated once (the compiled graphs update them
-  in place; :func:`inplace_names`), walks the schedule, and calls one compiled graph per phase (:data:`BACKENDS`: ``"script"`` TorchScript, ``"aoti"`` AOTInductor C++,
-  ``"export"``, ``"compile"``, ``"graph"``, and ``"eager"``, the reference, which runs the plain
-  step). Its outputs equal ``model.step``'s (tested).
+  in place; :func:`inplace_names`), walks the schedule, and calls one compiled graph per phase
+  (:data:`BACKENDS`: ``"script"`` TorchScript, ``"aoti"`` AOTInductor C++, ``"export"``,
+  ``"compile"``, ``"graph"``, and ``"eager"``, the reference, which runs the plain step). Its
+  outputs equal ``model.step``'s (tested).
 
 Preallocated state buffers versus concatenation were measured (``docs/deploy.md``): inside a step,
 concatenating ``[history, frame]`` costs 2-6 us per layer against 11-30 us for updating a
@@ -569,12 +570,12 @@ class StepGraph(nn.Module):
         object.__setattr__(self, "template", template)
         self.in_names = [n for n, _ in state_tensors(template)]
         self.out_names = list(self.in_names) if out_template is None else [n for n, _ in state_tensors(out_template)]
+        both = set(self.in_names) & set(self.out_names)
         if outputs is not None:
             unknown = set(outputs) - set(self.out_names)
             if unknown:
                 raise ValueError(f"StepGraph: outputs {sorted(unknown)} are not tensors of the new state")
             self.out_names = [n for n in self.out_names if n in set(outputs)]
-        both = set(self.in_names) & {n for n, _ in state_tensors(template if out_template is None else out_template)}
         if not set(inplace) <= both:
             raise ValueError(f"StepGraph: inplace names {sorted(set(inplace) - both)} are not tensors of both states")
         self._inplace = {n: self.in_names.index(n) for n in inplace}
@@ -642,7 +643,6 @@ class _Call:
     args: list[Tensor | str]
     passed: list[tuple[str, int]]
     fixed: bool  # every argument a buffer: the argument list is reused as is
-
 
 
 def _cxx_compiler() -> str | None:
@@ -763,10 +763,8 @@ class FastStreamer:
             self.build_dir.mkdir(parents=True, exist_ok=True)
         # The state: fixed buffers (updated in place by the graphs) and tensors passed by name.
         self.buffered = inplace_names(self.schedule) if inplace and backend != "eager" else set()
-        self._buffers = {
-            n: t.clone(memory_format=torch.contiguous_format) for n, t in state_tensors(self.schedule.initial) if n in self.buffered
-        }
-        self._passed: dict[str, Tensor] = {}
+        initial = state_tensors(self.schedule.initial)
+        self._buffers = {n: t.clone(memory_format=torch.contiguous_format) for n, t in initial if n in self.buffered}
         self._calls: dict[int, _Call] = {}
         for ph in [*self.schedule.warmup, *self.schedule.cycle]:
             new_passed = [n for n in ph.changed if n not in self.buffered]
@@ -793,13 +791,12 @@ class FastStreamer:
     def reset(self) -> None:
         """Restart the stream from the schedule's initial (zero) state."""
         self._index = 0
-        with torch.no_grad():
-            for n, t in state_tensors(self.schedule.initial):
-                if n in self._buffers:
-                    self._buffers[n].copy_(t)
-                else:
-                    self._passed[n] = t.clone(memory_format=torch.contiguous_format)
-        self._passed = {n: t for n, t in self._passed.items() if n not in self._buffers}
+        self._passed: dict[str, Tensor] = {}
+        for n, t in state_tensors(self.schedule.initial):
+            if n in self._buffers:
+                self._buffers[n].copy_(t)
+            else:
+                self._passed[n] = t.clone(memory_format=torch.contiguous_format)
 
     @property
     def calls(self) -> int:
@@ -819,7 +816,6 @@ class FastStreamer:
         return replace_state_tensors(ph.in_template, tensors)
 
     def _run(self, ph: Phase, x: Tensor | None) -> Tensor | None:
-        call = self._calls[id(ph)]
         if self.backend == "eager":
             state = replace_state_tensors(ph.in_template, [self._passed[n] for n in ph.in_names])
             with torch.no_grad():
@@ -829,7 +825,7 @@ class FastStreamer:
                     y, new = None, self.model.prepare(state)
             self._passed = dict(state_tensors(new))
         else:  # the hot path of a deployed stream: keep the Python per call minimal
-            run = self._runners[ph.graph_id]
+            run, call = self._runners[ph.graph_id], self._calls[id(ph)]
             args = call.args if call.fixed else [a if isinstance(a, Tensor) else self._passed[a] for a in call.args]
             if x is None:
                 y, out = None, run(*args)
