@@ -364,7 +364,7 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
 
             def step(run=run):
                 with torch.no_grad():
-                    return run(shift())
+                    return run([shift()])
 
         elif form == "onnxruntime":
             import onnxruntime as ort

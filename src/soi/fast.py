@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import shutil
 import tempfile
 import types
@@ -633,16 +634,46 @@ def inplace_names(schedule: Schedule) -> set[str]:
     return (names or set()) - unsafe
 
 
-@dataclass
-class _Call:
-    """What one phase's compiled call reads and writes: ``args`` holds the state buffers (updated
-    in place by the graph) and, by name, the tensors passed in; ``passed`` says where each passed
-    tensor of the next state comes from (index into the graph's outputs after ``y``, or ``-1``: the
-    same tensor as before)."""
+_Passed = dict[str, Tensor]
 
-    args: list[Tensor | str]
-    passed: list[tuple[str, int]]
-    fixed: bool  # every argument a buffer: the argument list is reused as is
+
+def _compiled_call(
+    run: Callable[[list], Sequence[Tensor]], argv: list, passed: list[tuple[str, int]], step: bool
+) -> Callable[[Tensor | None, _Passed], tuple[Tensor | None, _Passed]]:
+    """One phase's compiled call, bound up front: ``call(x, held) -> (y, next_held)``. ``run``
+    takes the argument list ``argv``: slot 0 the input chunk of a step, then the state, that is
+    the buffers (which the graph updates in place) and the names of the tensors passed from call
+    to call (looked up in ``held``). ``passed`` says where each passed tensor of the next state
+    comes from: an index into the graph's outputs after ``y``, or ``-1`` (the same tensor as
+    before). A step of a small model takes tens of microseconds, so the Python per call is kept
+    to a few operations."""
+    first = 1 if step else 0
+    empty: _Passed = {}
+    if not passed and not any(isinstance(a, str) for a in argv):  # the whole state in buffers
+        if step:
+
+            def step_buffered(x: Tensor | None, held: _Passed) -> tuple[Tensor | None, _Passed]:
+                argv[0] = x
+                out = run(argv)
+                argv[0] = None  # hold no reference to the caller's chunk
+                return out[0], empty
+
+            return step_buffered
+
+        def prepare_buffered(x: Tensor | None, held: _Passed) -> tuple[Tensor | None, _Passed]:
+            run(argv)
+            return None, empty
+
+        return prepare_buffered
+
+    def call_passing(x: Tensor | None, held: _Passed) -> tuple[Tensor | None, _Passed]:
+        args = [held[a] if isinstance(a, str) else a for a in argv]
+        if step:
+            args[0] = x
+        out = run(args)
+        return (out[0] if step else None), {n: out[first + i] if i >= 0 else held[n] for n, i in passed}
+
+    return call_passing
 
 
 def _cxx_compiler() -> str | None:
@@ -651,11 +682,19 @@ def _cxx_compiler() -> str | None:
 
 def _build_runner(
     graph: nn.Module, example: tuple[Tensor, ...], backend: str, build_dir: Path | None = None, name: str = "g"
-) -> Callable[..., Sequence[Tensor]]:
-    """``graph`` (a :class:`StepGraph`, or any module of tensors) ready to run in ``backend``."""
+) -> Callable[[list], Sequence[Tensor]]:
+    """``graph`` (a :class:`StepGraph`, or any module of tensors) ready to run in ``backend``, as a
+    function of the list of its inputs (AOTInductor's calling convention: no packing per call)."""
+    if backend == "aoti":
+        return _aoti_runner(graph, example, build_dir, name)
+    module = _build_module(graph, example, backend)
+    return lambda args: module(*args)
+
+
+def _build_module(graph: nn.Module, example: tuple[Tensor, ...], backend: str) -> Callable[..., Sequence[Tensor]]:
     if backend == "graph":
         return graph
-    if backend in ("export", "script", "aoti"):
+    if backend in ("export", "script"):
         with torch.no_grad():
             ep = torch.export.export(graph, example, strict=False)
         if backend == "export":
@@ -663,8 +702,6 @@ def _build_runner(
             for p in module.parameters():  # the stream runs with autograd on: record nothing
                 p.requires_grad_(False)
             return module
-        if backend == "aoti":
-            return _aoti_runner(ep, build_dir, name)
         import warnings
 
         with torch.no_grad(), warnings.catch_warnings():
@@ -676,7 +713,13 @@ def _build_runner(
     raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
 
 
-def _aoti_runner(ep: torch.export.ExportedProgram, build_dir: Path | None, name: str) -> Callable[..., Sequence[Tensor]]:
+AOTI_CONFIG = {"memory_planning": True}
+"""Inductor options of the ``"aoti"`` backend. ``memory_planning``: a call's intermediate tensors
+share one pooled allocation instead of one allocation each (the small U-Net's STMC step 0.285 ->
+0.272 ms, same-process A/B; docs/deploy.md)."""
+
+
+def _aoti_runner(graph: nn.Module, example: tuple[Tensor, ...], build_dir: Path | None, name: str) -> Callable[[list], Sequence[Tensor]]:
     if _cxx_compiler() is None:
         raise RuntimeError(
             "FastStreamer: backend 'aoti' compiles C++ and needs a C++ compiler on PATH (c++, g++ or "
@@ -684,20 +727,18 @@ def _aoti_runner(ep: torch.export.ExportedProgram, build_dir: Path | None, name:
         )
     assert build_dir is not None
     with torch.no_grad():
-        path = torch._inductor.aoti_compile_and_package(ep, package_path=str(build_dir / f"{name}.pt2"))
+        ep = torch.export.export(graph, example, strict=False)
+        path = torch._inductor.aoti_compile_and_package(
+            ep, package_path=str(build_dir / f"{name}.pt2"), inductor_configs=AOTI_CONFIG
+        )
     compiled = torch._inductor.aoti_load_package(path, run_single_threaded=True)
-    loader = getattr(compiled, "loader", None)
-    if loader is None:  # pragma: no cover - other torch versions
-        return compiled
-    run = loader.run
-
     # The package's __call__ re-parses its pytree specs from JSON on every call (~35 us here, a
     # tenth of a small step); inputs and outputs are flat tensor lists already, so call the
     # loader directly.
-    def runner(*args: Tensor) -> Sequence[Tensor]:
-        return run(list(args))
-
-    return runner
+    loader = getattr(compiled, "loader", None)
+    if loader is None:  # pragma: no cover - other torch versions
+        return lambda args: compiled(*args)
+    return loader.run
 
 
 class FastStreamer:
@@ -752,7 +793,7 @@ class FastStreamer:
         self.backend = backend
         self.input_shape = tuple(int(v) for v in input_shape)
         self.schedule = discover_schedule(self.model, self.input_shape, prepare=prepare, dtype=dtype)
-        self._runners: dict[int, Callable[..., Sequence[Tensor]]] = {}
+        runners: dict[int, Callable[[list], Sequence[Tensor]]] = {}
         self._tmp = None  # owns the default build directory: removed with the streamer
         self.build_dir: Path | None = None
         if backend == "aoti":
@@ -765,12 +806,6 @@ class FastStreamer:
         self.buffered = inplace_names(self.schedule) if inplace and backend != "eager" else set()
         initial = state_tensors(self.schedule.initial)
         self._buffers = {n: t.clone(memory_format=torch.contiguous_format) for n, t in initial if n in self.buffered}
-        self._calls: dict[int, _Call] = {}
-        for ph in [*self.schedule.warmup, *self.schedule.cycle]:
-            new_passed = [n for n in ph.changed if n not in self.buffered]
-            args: list[Tensor | str] = [self._buffers.get(n, n) for n in ph.in_names]
-            passed = [(n, new_passed.index(n) if n in new_passed else -1) for n in ph.out_names if n not in self.buffered]
-            self._calls[id(ph)] = _Call(args, passed, fixed=all(isinstance(a, Tensor) for a in args))
         for gid, ph in self.schedule.graphs.items():
             if backend == "eager":
                 continue
@@ -784,7 +819,22 @@ class FastStreamer:
             if ph.kind == "step":
                 x = torch.zeros(self.input_shape, dtype=example[0].dtype if example else torch.get_default_dtype())
                 example = (x, *example)
-            self._runners[gid] = _build_runner(graph, example, backend, self.build_dir, f"g{gid}")
+            runners[gid] = _build_runner(graph, example, backend, self.build_dir, f"g{gid}")
+        # Per call of the stream: (prepare?, the bound call); the warm-up calls, then the cycle.
+        entries = {}
+        for ph in [*self.schedule.warmup, *self.schedule.cycle]:
+            if backend == "eager":
+                call = functools.partial(self._eager_call, ph)
+            else:
+                new_passed = [n for n in ph.changed if n not in self.buffered]
+                argv: list = [self._buffers.get(n, n) for n in ph.in_names]
+                if ph.kind == "step":
+                    argv.insert(0, None)
+                passed = [(n, new_passed.index(n) if n in new_passed else -1) for n in ph.out_names if n not in self.buffered]
+                call = _compiled_call(runners[ph.graph_id], argv, passed, ph.kind == "step")
+            entries[id(ph)] = (ph.kind == "prepare", call)
+        self._warmup_calls = [entries[id(ph)] for ph in self.schedule.warmup]
+        self._cycle_calls = [entries[id(ph)] for ph in self.schedule.cycle]
         self.reset()
 
     # -- stream ---------------------------------------------------------------------------------
@@ -815,47 +865,44 @@ class FastStreamer:
         tensors = [self._buffers[n].clone() if n in self._buffers else self._passed[n] for n in ph.in_names]
         return replace_state_tensors(ph.in_template, tensors)
 
-    def _run(self, ph: Phase, x: Tensor | None) -> Tensor | None:
-        if self.backend == "eager":
-            state = replace_state_tensors(ph.in_template, [self._passed[n] for n in ph.in_names])
-            with torch.no_grad():
-                if ph.kind == "step":
-                    y, new = self.model.step(x, state)
-                else:
-                    y, new = None, self.model.prepare(state)
-            self._passed = dict(state_tensors(new))
-        else:  # the hot path of a deployed stream: keep the Python per call minimal
-            run, call = self._runners[ph.graph_id], self._calls[id(ph)]
-            args = call.args if call.fixed else [a if isinstance(a, Tensor) else self._passed[a] for a in call.args]
-            if x is None:
-                y, out = None, run(*args)
+    def _eager_call(self, ph: Phase, x: Tensor | None, held: _Passed) -> tuple[Tensor | None, _Passed]:
+        state = replace_state_tensors(ph.in_template, [held[n] for n in ph.in_names])
+        with torch.no_grad():
+            if ph.kind == "step":
+                y, new = self.model.step(x, state)
             else:
-                out = run(x.contiguous(), *args)
-                y, out = out[0], out[1:]
-            if call.passed or self._passed:
-                old = self._passed
-                self._passed = {n: out[i] if i >= 0 else old[n] for n, i in call.passed}
-        self._index += 1
-        return y
+                y, new = None, self.model.prepare(state)
+        return y, dict(state_tensors(new))
+
+    def _entry(self, index: int) -> tuple[bool, Callable[[Tensor | None, _Passed], tuple[Tensor | None, _Passed]]]:
+        warm = self._warmup_calls
+        if index < len(warm):
+            return warm[index]
+        cycle = self._cycle_calls
+        return cycle[(index - len(warm)) % len(cycle)]
 
     # The compiled graphs record no autograd (their parameters are frozen), so the hot path skips a
     # no_grad context: entering and leaving one is about a third of its Python time.
     def prepare(self) -> None:
         """FP: run the precomputable work of the next frame now (no-op when already done or when
         the model has nothing to prepare)."""
-        ph = self.schedule.phase(self._index)
-        if ph.kind == "prepare":
-            self._run(ph, None)
+        is_prepare, call = self._entry(self._index)
+        if is_prepare:
+            _, self._passed = call(None, self._passed)
+            self._index += 1
 
     def step(self, x: Tensor) -> Tensor:
         """One chunk ``(B, C, n, ...)`` of the shape given at construction -> the model's output."""
         if x.shape != self.input_shape:
             raise ValueError(f"FastStreamer.step: expected a chunk of shape {self.input_shape}, got {tuple(x.shape)}")
-        ph = self.schedule.phase(self._index)
-        if ph.kind == "prepare":
-            self._run(ph, None)
-            ph = self.schedule.phase(self._index)
-        return self._run(ph, x)
+        is_prepare, call = self._entry(self._index)
+        if is_prepare:
+            _, self._passed = call(None, self._passed)
+            self._index += 1
+            _, call = self._entry(self._index)
+        y, self._passed = call(x.contiguous(), self._passed)
+        self._index += 1
+        return y
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.step(x)
