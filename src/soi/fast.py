@@ -252,15 +252,23 @@ def _taps_conv2d(self: nn.Module, window: Tensor, b: Tensor | None, t_stride: in
     Same products as im2col, but it writes and re-reads ``k_f*C_out`` values per position instead
     of gathering ``C_in*k_t*k_f``: fewer when ``C_out < C_in*k_t``, as in every decoder layer
     (concatenated skip channels, polyphase groups of 2*C_out), and no gather for one frame."""
-    bsz, c_in, t, f = window.shape
     kf, c_out, kt = self._lean_taps
+    channel_major = c_out <= CHANNEL_MAJOR_MAX_OUT
+    if pad and self._lean_target == "inductor" and not channel_major:
+        # Rows of positions are summed at shifts: with zero columns in the window (zero rows of the
+        # product) Inductor's sum reads without bounds checks (masked loads are scalar loops). Along
+        # a channel-major product's contiguous rows the checks are cheap, the extra copy is not
+        # (measured both ways, docs/deploy.md).
+        zeros = window.new_zeros(*window.shape[:3], pad)
+        window, pad = torch.cat([zeros, window, zeros], dim=3), 0
+    bsz, c_in, t, f = window.shape
     t_out = (t - kt) // t_stride + 1
     f_out = f + 2 * pad - kf + 1
     if t == kt:  # one output frame: the window is the product's input as it lies
         cols = window.reshape(bsz, c_in * kt, f)
     else:
         cols = torch.nn.functional.unfold(window, (kt, 1), stride=(t_stride, 1))  # (B, C_in*k_t, T_out*F)
-    if c_out <= CHANNEL_MAJOR_MAX_OUT:
+    if channel_major:
         y = _product(self._lean_wm, cols).reshape(bsz, kf, c_out, t_out, f)
     else:
         y = _product(cols.transpose(1, 2), self._lean_wt).reshape(bsz, t_out, f, kf, c_out).permute(0, 3, 4, 1, 2)
