@@ -226,6 +226,22 @@ def test_fast_streamer_updates_its_state_buffers_in_place(backend):
     assert all(torch.equal(before[n], b) for n, b in fs._buffers.items()), "state must be a copy"
 
 
+def test_fast_streamer_holds_no_reference_to_a_chunk():
+    """The bound calls reuse one argument list per phase; the caller's chunk must not stay in it
+    (a stream would otherwise keep the last input of each phase alive)."""
+    import gc
+    import weakref
+
+    fs = FastStreamer(_unet("S-CC 1"), (2, 2, 1, 33), backend="graph")
+    chunks = [torch.randn(2, 2, 1, 33, dtype=torch.float64) for _ in range(3)]
+    refs = [weakref.ref(c) for c in chunks]
+    for c in chunks:
+        fs.step(c)
+    del chunks, c
+    gc.collect()
+    assert all(r() is None for r in refs), "a chunk is still referenced after its step"
+
+
 def test_fast_streamer_passes_an_fp_patterns_pending_output():
     """FP: the output prepared between frames exists only between ``prepare`` and ``step``, so it
     is passed in and out; every other state tensor is buffered, and the stream is exact."""
