@@ -547,6 +547,7 @@ def bench(
             tmp.mkdir(parents=True, exist_ok=True)
             cases: list[BenchCase] = []
             stmc = _make_model(config, "STMC")
+
             def note(what: str) -> None:
                 if progress:
                     print(f"bench: building {what} ({', '.join(forms)})", file=sys.stderr, flush=True)

@@ -814,12 +814,15 @@ class FastStreamer:
         self.buffered = inplace_names(self.schedule) if inplace and backend != "eager" else set()
         initial = state_tensors(self.schedule.initial)
         self._buffers = {n: t.clone(memory_format=torch.contiguous_format) for n, t in initial if n in self.buffered}
+
+        def returned(ph: Phase) -> list[str]:  # new state tensors a phase's graph returns (not updated in place)
+            return [n for n in ph.changed if n not in self.buffered]
+
         for gid, ph in self.schedule.graphs.items():
             if backend == "eager":
                 continue
             updated = [n for n in ph.changed if n in self.buffered]
-            outputs = [n for n in ph.changed if n not in self.buffered]
-            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template, outputs, backend == "aoti", updated)
+            graph = StepGraph(self.model, ph.in_template, ph.kind, ph.out_template, returned(ph), backend == "aoti", updated)
             # contiguous examples: a graph compiled ahead of time assumes its example's strides, and
             # templates can hold views (a window's history slice); the stream feeds contiguous
             # tensors. Copies: tracing runs the graph, which updates its state inputs in place.
@@ -834,11 +837,11 @@ class FastStreamer:
             if backend == "eager":
                 call = functools.partial(self._eager_call, ph)
             else:
-                new_passed = [n for n in ph.changed if n not in self.buffered]
+                out = returned(ph)
                 argv: list = [self._buffers.get(n, n) for n in ph.in_names]
                 if ph.kind == "step":
                     argv.insert(0, None)
-                passed = [(n, new_passed.index(n) if n in new_passed else -1) for n in ph.out_names if n not in self.buffered]
+                passed = [(n, out.index(n) if n in out else -1) for n in ph.out_names if n not in self.buffered]
                 call = _compiled_call(runners[ph.graph_id], argv, passed, ph.kind == "step")
             entries[id(ph)] = (ph.kind == "prepare", call)
         self._warmup_calls = [entries[id(ph)] for ph in self.schedule.warmup]
