@@ -13,7 +13,7 @@ import argparse
 import json
 from collections import defaultdict
 
-from soi.cost import PAPER_TABLES, cost
+from soi.analysis.cost import PAPER_TABLES, cost
 from soi.models import UNet, UNetConfig
 
 FRAME_RATE = 62.5  # STFT 1024 / hop 256 at 16 kHz

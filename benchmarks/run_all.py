@@ -4,7 +4,7 @@
     python benchmarks/run_all.py --configs small # only the small one (about 5 minutes on 2 cores)
     python benchmarks/run_all.py --quick         # few rounds: a smoke run of the whole pipeline
 
-Everything is measured in one process per config, interleaved (soi.bench), single-threaded
+Everything is measured in one process per config, interleaved (soi.analysis.bench), single-threaded
 (torch and onnxruntime), after warm-up. Writes:
 
     benchmarks/results/bench_<config>.json   every row, machine facts, the matmul reference, ONNX parity
@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from soi.bench import FAST_FORMS, FORMS, bench, format_table  # noqa: E402
+from soi.analysis.bench import FAST_FORMS, FORMS, bench, format_table  # noqa: E402
 
 TARGET_SPEEDUP = 5.0
 TARGET_RATIO_TOL = 0.10
@@ -260,11 +260,11 @@ def main(argv=None) -> int:
         " a load change hits all of them alike, but absolute numbers and tails are noisier than on an idle machine)",
         "",
         "Forms: **eager** = the plain `model.step` (Python per layer, BatchNorm unfolded; the reference);"
-        " **torchscript** = `soi.fast.FastStreamer(backend=\"script\")` (BatchNorm folded, lean shift registers, one"
+        " **torchscript** = `soi.deploy.fast.FastStreamer(backend=\"script\")` (BatchNorm folded, lean shift registers, one"
         " `torch.export` graph per schedule phase, traced to TorchScript and frozen); **aotinductor** ="
         " `FastStreamer(backend=\"aoti\")` (the same graphs compiled ahead of time to one C++ library per phase by"
         " AOTInductor: elementwise work fused, every convolution im2col + one matrix product);"
-        " **onnxruntime** = the graphs of `soi export` run by `soi.runtime.OnnxStreamer`.",
+        " **onnxruntime** = the graphs of `soi export` run by `soi.deploy.runtime.OnnxStreamer`.",
         "Columns: per-frame time over all timed frames (median, p90, p99); *avg* = mean over the schedule's phases of"
         " each phase's median (what a frame costs on average: the quantity compared with the MAC ratio); *peak* = the"
         " slowest phase; *arrival* = FP only, from a frame's arrival to its output with `prepare()` done between frames;"

@@ -5,10 +5,10 @@ costs only its new frames and the online output equals the offline output exactl
 Online Inference (SOI) skips the deep layers on most frames behind strided convolutions.
 """
 
-from .containers import ChannelLinear, Concat, DelayLine, FrameWise, Residual, Sequential, as_streaming
-from .conv import STMCConv1d, STMCConv2d, STMCConv3d, STMCConvNd
-from .conv_transpose import STMCConvTranspose1d, STMCConvTranspose2d, STMCConvTranspose3d, STMCConvTransposeNd
-from .pooling import (
+from .core.containers import ChannelLinear, Concat, DelayLine, FrameWise, Residual, Sequential, as_streaming
+from .layers.conv import STMCConv1d, STMCConv2d, STMCConv3d, STMCConvNd
+from .layers.conv_transpose import STMCConvTranspose1d, STMCConvTranspose2d, STMCConvTranspose3d, STMCConvTransposeNd
+from .layers.pooling import (
     CumulativeAvgPool,
     STMCAvgPool1d,
     STMCAvgPool2d,
@@ -19,10 +19,11 @@ from .pooling import (
     STMCMaxPool3d,
     STMCMaxPoolNd,
 )
-from .convert import ConversionError, convert
-from .scattered import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
-from .state import State, StreamingModule, replace_state_tensors, state_tensors
-from . import cost, models  # soi.cost(model) works: the module is callable
+from .layers.convert import ConversionError, convert
+from .scattered.blocks import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
+from .core.state import State, StreamingModule, replace_state_tensors, state_tensors
+from .analysis import cost  # soi.cost(model) works: the module is callable
+from . import models
 
 __version__ = "0.1.0"
 

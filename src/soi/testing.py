@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .state import StreamingModule
+from .core.state import StreamingModule
 
 __all__ = ["split_points", "stream", "assert_close", "assert_streams_like_offline"]
 

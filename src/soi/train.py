@@ -29,9 +29,9 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .audio.metrics import neg_si_snr_loss, si_snr_improvement
+from .tasks.speech.metrics import neg_si_snr_loss, si_snr_improvement
 from .models.unet import UNetConfig
-from .speech import SpectralMasker, SpeechEnhancer, save_checkpoint
+from .tasks.speech.masker import SpectralMasker, SpeechEnhancer, save_checkpoint
 
 __all__ = ["TrainConfig", "train", "evaluate_si_snri", "open_split"]
 
@@ -80,7 +80,7 @@ class TrainConfig:
 
 def open_split(root: str | Path, split: str) -> Dataset:
     """The ``split`` of a paired data set under ``root`` (``root/split/{noisy,clean}``)."""
-    from .audio.data import PairedFolderDataset
+    from .tasks.speech.data import PairedFolderDataset
 
     folder = Path(root) / split
     if not (folder / "noisy").is_dir() or not (folder / "clean").is_dir():
@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_json(args.config, **overrides)
     else:
         if "data" not in overrides:
-            from .demo import ensure_default_data
+            from .tasks.speech.demo import ensure_default_data
 
             overrides["data"] = str(ensure_default_data())
         cfg = TrainConfig(**overrides)

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 import soi
 import soi.testing
-from soi.cost import analyze, measure_steps, schedule
+from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.models import UNet, UNetConfig, parse_pattern
-from soi.scattered import UPSAMPLERS
+from soi.scattered.blocks import UPSAMPLERS
 
 DT = torch.float64
 CHUNKS = (1, 2, 3, 5, "whole")

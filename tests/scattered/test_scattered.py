@@ -15,8 +15,8 @@ from torch import nn
 
 import soi
 import soi.testing
-from soi.cost import MacCounter, analyze, measure_steps, schedule
-from soi.scattered import (
+from soi.analysis.cost import MacCounter, analyze, measure_steps, schedule
+from soi.scattered.blocks import (
     SC,
     SSCC,
     UPSAMPLERS,

@@ -1,0 +1,570 @@
+"""Cost accounting: analytic multiply-accumulates per frame, per step and per second, the share that
+fully predictive (FP) models can precompute, state memory, and a run-time counter of what a streaming
+run actually executed.
+
+Analytic model (``DESIGN.md`` §4). Every layer that multiplies is a :class:`Work` item: its MACs for
+one output frame, and the input frames (of the whole model, counted from 0) at which it runs, which
+follow from the strides and look-ahead in front of it::
+
+    fires at frames  offset, offset + period, offset + 2*period, ...
+
+A layer behind an S-CC pair at stride ``s`` has ``period = s``; a layer behind a shift (SC) whose body
+needs only past frames is *precomputable* (it runs in ``prepare``, between frames). From the items:
+
+* average MACs per frame: ``sum(macs / period)``; MMAC/s = that x frame rate / 1e6;
+* per step (one frame per step): the items that fire at that frame, split into the part done when the
+  frame arrives (*critical*) and the precomputable part; the **peak** is the largest critical step
+  (PP lowers the average, not the peak; FP lowers the peak);
+* **precomputed %**: the precomputable share of the heaviest step (the full pass), as the SOI paper's
+  table 2 reports it;
+* **retained %**: average against the same network without SOI (every layer at every frame, no
+  upsamplers; for a :class:`~soi.models.UNet`, pattern ``"STMC"``).
+
+Only real multiplications are counted: no products with the zero padding of the non-time axes, none
+with the zeros a transposed convolution inserts (``dense=True`` counts both). The zero history at the
+start of a stream is state, so it counts. Pooling, BatchNorm, activations, copies (duplication,
+nearest) count zero; interpolation counts its kernel taps; bias additions are not counted.
+
+The run-time counter (:class:`MacCounter`) uses ``torch.utils.flop_counter.FlopCounterMode`` with the
+same per-op definition of a real multiplication, applied to the shapes of the ops actually executed;
+:func:`measure_steps` streams a model frame by frame under it, so the two can be compared step by step.
+
+Also the ``soi cost`` command (:func:`configure`, :func:`run`).
+
+``soi.cost`` is callable: ``soi.cost(model, frame_rate=62.5)`` is :func:`cost`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import types
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache, reduce
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..core.containers import Concat, DelayLine, FrameWise, Residual, Sequential, _Parallel
+from ..layers.conv import STMCConvNd
+from ..layers.conv_transpose import STMCConvTransposeNd
+from ..layers.pooling import CumulativeAvgPool, _STMCPoolNd
+from ..scattered.blocks import SC, SCCPair, Shift, STMCStridedPair
+from ..core.state import StreamingModule, state_tensors
+
+__all__ = [
+    "Work",
+    "CostReport",
+    "cost",
+    "analyze",
+    "schedule",
+    "state_bytes",
+    "axis_taps",
+    "MacCounter",
+    "measure_steps",
+    "format_table",
+    "configure",
+    "run",
+    "DEFAULT_PATTERNS",
+    "PAPER_TABLES",
+]
+
+DEFAULT_PATTERNS = (
+    "STMC", "Predictive 1", "Predictive 2",
+    "S-CC 2", "S-CC 5", "S-CC 7",
+    "2xS-CC 1 3", "2xS-CC 1 6", "2xS-CC 2 5", "2xS-CC 3 6", "2xS-CC 4 6", "2xS-CC 5 7", "2xS-CC 6 7",
+    "SS-CC 2", "SS-CC 5", "SS-CC 7",
+    "SS-CC 1 3", "SS-CC 1 6", "SS-CC 2 5", "SS-CC 3 6", "SS-CC 4 6", "SS-CC 5 6", "SS-CC 6 7",
+)  # fmt: skip
+"""The rows of the SOI paper's tables 1 and 2 (the default of ``soi cost``)."""
+
+PAPER_TABLES: dict[str, tuple[float, float, float | None]] = {
+    # pattern: (complexity retained %, MMAC/s, precomputed % or None when table 2 does not list it)
+    "STMC": (100.0, 1819.2, 0.0),
+    "Predictive 1": (100.0, 1819.2, 100.0),
+    "Predictive 2": (100.0, 1819.2, 100.0),
+    "S-CC 2": (51.4, 935.2, None),
+    "S-CC 5": (64.8, 1178.7, None),
+    "S-CC 7": (83.8, 1524.3, None),
+    "2xS-CC 1 3": (29.1, 528.8, None),
+    "2xS-CC 1 6": (35.6, 648.5, None),
+    "2xS-CC 2 5": (33.8, 615.0, None),
+    "2xS-CC 3 6": (43.8, 796.4, None),
+    "2xS-CC 4 6": (47.1, 857.3, None),
+    "2xS-CC 5 7": (56.7, 1031.2, None),
+    "2xS-CC 6 7": (63.2, 1149.5, None),
+    "SS-CC 2": (51.4, 935.2, 97.2),
+    "SS-CC 5": (64.8, 1178.7, 70.4),
+    "SS-CC 7": (83.8, 1524.3, 32.4),
+    "SS-CC 1 3": (50.0, 909.6, 83.7),
+    "SS-CC 1 6": (50.0, 909.6, 57.4),
+    "SS-CC 2 5": (51.4, 935.2, 70.4),
+    "SS-CC 3 6": (58.1, 1057.5, 57.4),
+    "SS-CC 4 6": (61.5, 1118.4, 57.4),
+    "SS-CC 5 6": (64.8, 1178.7, 57.4),
+    "SS-CC 6 7": (71.3, 1296.9, 32.4),
+}
+"""The SOI paper's tables 1 (PP) and 2 (FP): complexity figures of its 7-level speech U-Net."""
+
+
+# ==================================================================================================
+# What counts as a real multiplication
+# ==================================================================================================
+
+
+@lru_cache(maxsize=4096)
+def axis_taps(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, transposed: bool, output_padding: int = 0
+) -> tuple[int, int, int]:
+    """One axis of a convolution: ``(output size, real taps, dense taps)``.
+
+    *Real taps*: (output position, kernel tap) pairs whose input is a real element, i.e. not zero
+    padding and, for a transposed convolution, not an inserted zero nor landing in a cropped output.
+    *Dense taps*: every output position times the kernel (the equivalent direct convolution over the
+    padded, zero-inserted input).
+    """
+    if transposed:
+        out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+        real = sum(1 for x in range(size) for i in range(kernel) if 0 <= x * stride - padding + i * dilation < out)
+    else:
+        out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+        real = sum(1 for o in range(out) for i in range(kernel) if 0 <= o * stride - padding + i * dilation < size)
+    return out, real, out * kernel
+
+
+def _conv_macs(
+    in_sizes: Sequence[int],
+    w_shape: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    transposed: bool,
+    output_padding: Sequence[int],
+    dense: bool,
+) -> int:
+    """MACs of one convolution for one batch element (``w_shape`` as torch: conv ``(C_out, C_in/g,
+    k...)``, transposed ``(C_in, C_out/g, k...)``; either way ``w[0]*w[1]`` channel pairs)."""
+    total = w_shape[0] * w_shape[1]
+    for ax, k in enumerate(w_shape[2:]):
+        op = output_padding[ax] if transposed else 0
+        _, real, dense_taps = axis_taps(in_sizes[ax], k, stride[ax], padding[ax], dilation[ax], transposed, op)
+        total *= dense_taps if dense else real
+    return total
+
+
+# ==================================================================================================
+# Run-time counter
+# ==================================================================================================
+
+
+def _flop_conv(dense: bool):
+    def formula(x_shape, w_shape, _bias, stride, padding, dilation, transposed, output_padding=None, *args, out_shape=None, **kwargs) -> int:
+        nd = len(w_shape) - 2
+        output_padding = output_padding if output_padding is not None else [0] * nd
+        macs = _conv_macs(x_shape[2:], w_shape, stride, padding, dilation, transposed, output_padding, dense)
+        return 2 * x_shape[0] * macs  # the registry's unit is FLOPs = 2 x MACs
+
+    return formula
+
+
+class MacCounter:
+    """Counts the multiply-accumulates executed inside its ``with`` block (all streams of the batch).
+
+    ``torch.utils.flop_counter.FlopCounterMode`` with convolutions counted as real multiplications
+    (``dense=False``) or with padding and inserted zeros (``dense=True``); matrix products (linear
+    layers, learned and interpolating upsamplers) count ``m*n*k``.
+
+    >>> with MacCounter() as c:
+    ...     y, state = model.step(x, state)
+    >>> c.macs
+    """
+
+    def __init__(self, dense: bool = False) -> None:
+        self.dense = dense
+        self.macs = 0
+        self._mode: FlopCounterMode | None = None
+
+    def __enter__(self) -> MacCounter:
+        aten = torch.ops.aten
+        formula = _flop_conv(self.dense)
+        self._mode = FlopCounterMode(display=False, custom_mapping={aten.convolution: formula, aten._convolution: formula})
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        mode, self._mode = self._mode, None
+        mode.__exit__(*exc)
+        self.macs = mode.get_total_flops() // 2
+
+
+@dataclass
+class StepMacs:
+    """Executed MACs of one streaming step, per stream: when the frame arrives, and in ``prepare``."""
+
+    step: int
+    prepare: int
+
+    @property
+    def total(self) -> int:
+        return self.step + self.prepare
+
+
+def measure_steps(
+    model: StreamingModule, x: Tensor, chunk: int = 1, prepare: bool = True, dense: bool = False
+) -> list[StepMacs]:
+    """Stream ``x`` through ``model`` in chunks of ``chunk`` frames and count the MACs each step
+    executed (and, with ``prepare=True``, what ``model.prepare`` executed after it), per stream."""
+    batch = x.shape[0]
+    state = model.init_state(batch, device=x.device, dtype=x.dtype)
+    out = []
+    with torch.no_grad():
+        for i in range(0, x.shape[2], chunk):
+            with MacCounter(dense) as c:
+                _, state = model.step(x[:, :, i : i + chunk], state)
+            pre = 0
+            if prepare:
+                with MacCounter(dense) as p:
+                    state = model.prepare(state)
+                pre = p.macs
+            out.append(StepMacs(c.macs // batch, pre // batch))
+    return out
+
+
+# ==================================================================================================
+# Analytic model
+# ==================================================================================================
+
+
+@dataclass
+class Work:
+    """A layer that multiplies, and when it runs.
+
+    Attributes:
+        path: the layer's name in the model.
+        kind: ``"conv"``, ``"conv_transpose"``, ``"linear"`` or ``"upsample"``.
+        macs: MACs per run (one output frame, one stream).
+        period: it runs every ``period`` input frames of the model ...
+        offset: ... from input frame ``offset`` on.
+        precomputed: it runs in ``prepare`` (needs only past frames).
+        base_period: its period in the same network without SOI (no S-CC compression).
+    """
+
+    path: str
+    kind: str
+    macs: int
+    period: int
+    offset: int
+    precomputed: bool
+    base_period: int = 1
+
+    def fires(self, t: int) -> bool:
+        return t >= self.offset and (t - self.offset) % self.period == 0
+
+
+@dataclass
+class _Ctx:
+    offset: int = 0
+    scale: int = 1
+    base_scale: int = 1
+    precomputed: bool = False
+    in_pair: bool = False
+
+
+def _names(model: nn.Module) -> dict[int, str]:
+    return {id(m): name for name, m in model.named_modules() if name}
+
+
+def analyze(
+    model: StreamingModule, input_shape: Sequence[int] | None = None, dense: bool = False
+) -> list[Work]:
+    """The :class:`Work` items of ``model`` for input frames of shape ``input_shape = (C, *frame)``
+    (a :class:`~soi.models.UNet` knows its own)."""
+    if input_shape is None:
+        input_shape = getattr(model, "input_frame_shape", None) or _guess_input_shape(model)
+    names = _names(model)
+    works: list[Work] = []
+    root = getattr(model, "graph", model)
+    _walk(root, tuple(input_shape), _Ctx(), names, works, dense, "")
+    return works
+
+
+def _guess_input_shape(model: nn.Module) -> tuple[int, ...]:
+    for m in model.modules():
+        if isinstance(m, (STMCConvNd, STMCConvTransposeNd)) and m.in_channels is not None and m.frame_size is not None:
+            return (m.in_channels, *m.frame_size)
+    raise ValueError("cost: cannot tell the input frame shape of this model; pass input_shape=(C, *frame_size)")
+
+
+def _name(m: nn.Module, names: dict[int, str], fallback: str) -> str:
+    return names.get(id(m), fallback)
+
+
+def _walk(
+    m: nn.Module, shape: tuple[int, ...], ctx: _Ctx, names: dict[int, str], works: list[Work], dense: bool, path: str
+) -> tuple[int, ...]:
+    """Append the work items of ``m`` (input frame shape ``shape``) and return its output frame shape."""
+    path = _name(m, names, path)
+    channels, frame = shape[0], tuple(shape[1:])
+
+    def add(kind: str, macs: int, period: int, offset: int, base_period: int) -> None:
+        if macs:
+            works.append(Work(path, kind, macs, period, offset, ctx.precomputed, base_period))
+
+    if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
+        kind, macs = _window_macs(m, frame, dense)
+        s = m.time_stride
+        add(kind, macs, ctx.scale * s, ctx.offset, ctx.base_scale * (1 if ctx.in_pair else s))
+        return (m.out_channels, *m._out_frame_size(frame))
+    if isinstance(m, (_STMCPoolNd, DelayLine, Shift)):
+        return (channels, *m._out_frame_size(frame))
+    if isinstance(m, FrameWise):
+        if isinstance(m.module, nn.Linear):
+            add("linear", m.module.in_features * m.module.out_features * math.prod(frame), ctx.scale, ctx.offset, ctx.base_scale)
+            return (m.module.out_features, *frame)
+        return shape
+    if isinstance(m, CumulativeAvgPool):
+        return shape
+    if isinstance(m, Sequential):
+        for i, child in enumerate(m.layers):
+            shape = _walk(child, shape, ctx, names, works, dense, f"{path}.{i}")
+            ctx = _Ctx(
+                ctx.offset + ctx.scale * child.delay,
+                ctx.scale * child.stride,
+                ctx.base_scale * (1 if ctx.in_pair else child.stride),
+                ctx.precomputed,
+                ctx.in_pair,
+            )
+        return shape
+    if isinstance(m, _Parallel):
+        outs = [_walk(p, shape, ctx, names, works, dense, f"{path}.{i}") for i, p in enumerate(m._paths())]
+        if isinstance(m, Concat):
+            return (sum(o[0] for o in outs), *outs[0][1:])
+        if isinstance(m, Residual):
+            return outs[0]
+        raise TypeError(f"cost: unknown parallel container {type(m).__name__}")
+    if isinstance(m, SCCPair):
+        inner_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed, True)
+        elem = _walk(m.inner, shape, inner_ctx, names, works, dense, f"{path}.inner")
+        up = m.upsampler
+        path = _name(up, names, f"{path}.upsampler")
+        add("upsample", up.macs_per_output(elem[0], elem[1:]), ctx.scale, ctx.offset + ctx.scale * m.delay, ctx.base_scale)
+        return (up.out_channels or elem[0], *elem[1:])
+    if isinstance(m, STMCStridedPair):
+        # every frame aligned: the strided layer and the body run at every input frame
+        inner_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed, True)
+        down = m.down
+        if isinstance(down, (STMCConvNd, STMCConvTransposeNd)):
+            kind, macs = _window_macs(down, frame, dense)
+            if macs:
+                works.append(Work(_name(down, names, f"{path}.inner.0"), kind, macs, ctx.scale, ctx.offset, ctx.precomputed, ctx.base_scale))
+            shape_d = (down.out_channels, *down._out_frame_size(frame))
+        else:
+            shape_d = (channels, *down._out_frame_size(frame))
+        elem = _walk(m._body, shape_d, inner_ctx, names, works, dense, f"{path}.inner")
+        up = m.upsampler
+        path = _name(up, names, f"{path}.upsampler")
+        add("upsample", up.macs_per_output(elem[0], elem[1:], aligned=True), ctx.scale, ctx.offset, ctx.base_scale)
+        return (up.out_channels or elem[0], *elem[1:])
+    if isinstance(m, SC):
+        body_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed or m.deferrable, ctx.in_pair)
+        return _walk(m.body, shape, body_ctx, names, works, dense, f"{path}.body")
+    if isinstance(getattr(m, "graph", None), StreamingModule):
+        return _walk(m.graph, shape, ctx, names, works, dense, path)
+    raise TypeError(
+        f"cost: do not know how to count {type(m).__name__} at {path or 'the root'}; "
+        "supported: STMC conv/tSTMC/pooling, FrameWise, Sequential, Concat, Residual, SCCPair, STMCStridedPair, SC, Shift"
+    )
+
+
+def _window_macs(m: STMCConvNd | STMCConvTransposeNd, frame: tuple[int, ...], dense: bool) -> tuple[str, int]:
+    """Kind and MACs of one output frame of an STMC convolution / tSTMC (every time tap is real)."""
+    transposed = isinstance(m, STMCConvTransposeNd)
+    op = m.output_padding if transposed else (0,) * len(frame)
+    w_shape = tuple(m.weight.shape)
+    macs = w_shape[0] * w_shape[1] * m.time_kernel
+    macs *= _conv_macs(frame, (1, 1, *w_shape[3:]), m.conv_stride[1:], m.padding, m.dilation[1:], transposed, op, dense)
+    return ("conv_transpose" if transposed else "conv"), macs
+
+
+def schedule(works: Sequence[Work], steps: int, start: int = 0) -> list[StepMacs]:
+    """Analytic MACs of steps ``start .. start+steps-1`` (one frame per step): critical and precomputed."""
+    out = []
+    for t in range(start, start + steps):
+        crit = sum(w.macs for w in works if not w.precomputed and w.fires(t))
+        pre = sum(w.macs for w in works if w.precomputed and w.fires(t))
+        out.append(StepMacs(crit, pre))
+    return out
+
+
+def state_bytes(model: StreamingModule, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of the streaming state of one stream (tensors created by ``init_state``)."""
+    state = model.init_state(1, device="cpu", dtype=dtype)
+    return sum(t.numel() * t.element_size() for _, t in state_tensors(state))
+
+
+# ==================================================================================================
+# Report
+# ==================================================================================================
+
+
+@dataclass
+class CostReport:
+    """Cost of a streaming model at ``frame_rate`` frames per second (one frame per step).
+
+    ``macs_*`` are per frame (one stream); ``*_mmac_per_s`` multiply by the frame rate.
+    """
+
+    pattern: str | None
+    frame_rate: float
+    macs_per_frame: float
+    baseline_macs_per_frame: float
+    peak_macs: int
+    peak_total_macs: int
+    precomputed_percent: float
+    precomputed_average_percent: float
+    state_bytes: int
+    period: int
+    schedule: list[StepMacs] = field(repr=False)
+    works: list[Work] = field(repr=False)
+
+    @property
+    def mmac_per_s(self) -> float:
+        return self.macs_per_frame * self.frame_rate / 1e6
+
+    @property
+    def peak_mmac_per_s(self) -> float:
+        """The largest per-step work done after a frame arrives, as a rate."""
+        return self.peak_macs * self.frame_rate / 1e6
+
+    @property
+    def retained_percent(self) -> float:
+        return 100.0 * self.macs_per_frame / self.baseline_macs_per_frame if self.baseline_macs_per_frame else 100.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys of ``soi cost --json``."""
+        return {
+            "pattern": self.pattern,
+            "mmac_per_s": round(self.mmac_per_s, 3),
+            "retained_percent": round(self.retained_percent, 2),
+            "peak_mmac_per_s": round(self.peak_mmac_per_s, 3),
+            "precomputed_percent": round(self.precomputed_percent, 2),
+            "state_bytes": self.state_bytes,
+        }
+
+    def by_layer(self) -> list[dict[str, Any]]:
+        """Per layer: average MMAC/s and whether it is precomputable."""
+        return [
+            {**asdict(w), "mmac_per_s": w.macs / w.period * self.frame_rate / 1e6}
+            for w in self.works
+        ]
+
+
+def cost(
+    model: StreamingModule,
+    frame_rate: float = 62.5,
+    dense: bool = False,
+    input_shape: Sequence[int] | None = None,
+    state_dtype: torch.dtype = torch.float32,
+) -> CostReport:
+    """Analytic cost of ``model`` (see the module docstring). ``frame_rate`` defaults to STFT hop 256
+    at 16 kHz. State memory is counted for ``state_dtype``."""
+    if frame_rate <= 0:
+        raise ValueError(f"cost: frame_rate must be positive, got {frame_rate}")
+    works = analyze(model, input_shape, dense)
+    avg = sum(w.macs / w.period for w in works)
+    base = sum(w.macs / w.base_period for w in works if w.kind != "upsample")
+    period = reduce(math.lcm, (w.period for w in works), 1)
+    start = max((w.offset for w in works), default=0)
+    steps = schedule(works, period, start)
+    heaviest = max(steps, key=lambda s: s.total) if steps else StepMacs(0, 0)
+    pre_avg = sum(w.macs / w.period for w in works if w.precomputed)
+    return CostReport(
+        pattern=getattr(model, "pattern", None),
+        frame_rate=frame_rate,
+        macs_per_frame=avg,
+        baseline_macs_per_frame=base,
+        peak_macs=max((s.step for s in steps), default=0),
+        peak_total_macs=heaviest.total,
+        precomputed_percent=100.0 * heaviest.prepare / heaviest.total if heaviest.total else 0.0,
+        precomputed_average_percent=100.0 * pre_avg / avg if avg else 0.0,
+        state_bytes=state_bytes(model, state_dtype),
+        period=period,
+        schedule=steps,
+        works=works,
+    )
+
+
+COLUMNS = ("pattern", "MMAC/s", "retained %", "peak MMAC/s", "precomputed %", "state KiB")
+
+
+def format_table(reports: Sequence[CostReport]) -> str:
+    """A Markdown table with the columns of ``soi cost``."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * (len(COLUMNS) - 1)]
+    for r in reports:
+        lines.append(
+            f"| {r.pattern} | {r.mmac_per_s:.1f} | {r.retained_percent:.1f} | {r.peak_mmac_per_s:.1f} | "
+            f"{r.precomputed_percent:.1f} | {r.state_bytes / 1024:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+# ==================================================================================================
+# CLI: soi cost
+# ==================================================================================================
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default="paper",
+        help="U-Net config: a JSON file, or a shipped preset ('paper', 'small'); default: paper",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pattern", action="append", default=None, metavar="PATTERN",
+        help="SOI pattern, repeatable (e.g. 'STMC', 'S-CC 2', '2xS-CC 1 3', 'SS-CC 2 5'); "
+        "default: the rows of the SOI paper's tables 1 and 2",
+    )  # fmt: skip
+    parser.add_argument("--upsampler", default="duplicate", help="duplicate (default), transposed, nearest, linear, cubic")
+    parser.add_argument("--strided-mode", default="soi", choices=("soi", "stmc"), help="SOI, or STMC's exact strided mode")
+    parser.add_argument("--frame-rate", type=float, default=62.5, help="frames per second (default 62.5: hop 256 at 16 kHz)")
+    parser.add_argument("--dense", action="store_true", help="also count products with padding and inserted zeros")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a Markdown table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import UNet, UNetConfig
+
+    config = UNetConfig.from_json(args.config)
+    patterns = args.pattern or [p for p in DEFAULT_PATTERNS if _fits(p, config.depth)]
+    reports = []
+    for p in patterns:
+        model = UNet(config, p, upsampler=args.upsampler, strided_mode=args.strided_mode)
+        reports.append(cost(model, frame_rate=args.frame_rate, dense=args.dense))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in reports], indent=2))
+    else:
+        print(format_table(reports))
+    return 0
+
+
+def _fits(pattern: str, depth: int) -> bool:
+    from ..models import parse_pattern
+
+    try:
+        parse_pattern(pattern, depth)
+    except ValueError:
+        return False
+    return True
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``soi.cost(model, ...)`` call :func:`cost` while ``soi.cost.<name>`` still works."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> CostReport:
+        return cost(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

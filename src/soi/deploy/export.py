@@ -1,0 +1,289 @@
+"""ONNX export of a streaming model: one graph per phase of its static schedule, the state explicit.
+
+A deployed stream is a loop that a phone or a microcontroller can run without Python::
+
+    state = initial_state                       # initial_state.npz, named tensors
+    for call in warmup + cycle + cycle + ...:   # manifest.json: graph ids in order
+        graph = graphs[call]                    # g<id>_<kind>.onnx
+        y, state = graph(x, state)              # "x", "state.<name>"... -> "y", "next.<name>"...
+
+Every graph is straight-line code (no control flow): the Python ``int`` fields of a state (stride
+phase, look-ahead frames still to skip, frames pending in an FP shift) are the static schedule and
+are baked into the graph of each phase (:func:`soi.fast.discover_schedule`). STMC has one phase; an
+S-CC pair of stride 2 has two; FP patterns add ``prepare`` graphs (the work that needs only past
+frames, to run between frames) before each ``step``. A look-ahead or an FP shift adds *warm-up*
+phases that run once at the start of a stream (a ``null`` entry is a ``prepare`` with nothing to do) (their ``y`` may have fewer frames: the outputs held
+back by look-ahead); ``warmup`` then ``cycle`` repeated is the whole schedule.
+
+Every state tensor is a named graph input ``state.<path>`` and, when the call changes it, output
+``next.<path>`` (``path`` as in :func:`soi.state_tensors`). The state after a call is the graph's
+``next.*`` outputs plus the tensors listed in the graph's ``keep`` (passed through unchanged, e.g.
+the deep layers of an S-CC pair on a skipped frame: no copy); any other tensor is dropped (an FP
+shift's pending frame after ``prepare``).
+
+``manifest.json`` records the phase order, the graphs and their inputs/outputs, every state
+tensor's shape, dtype and initial fill value, the chunk shape, and for speech checkpoints the sample
+rate, hop, FFT size and latency. :class:`soi.runtime.OnnxStreamer` runs the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .fast import StepGraph, discover_schedule, lean
+from ..core.state import StreamingModule, state_tensors
+
+__all__ = ["export_onnx", "MANIFEST", "FORMAT", "configure", "run"]
+
+MANIFEST = "manifest.json"
+INITIAL_STATE = "initial_state.npz"
+FORMAT = "soi-onnx-v1"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _fill_value(t: torch.Tensor) -> float | None:
+    if t.numel() == 0:
+        return 0.0
+    first = t.reshape(-1)[0]
+    if bool((t == first).all()) or (bool(torch.isinf(first)) and bool((t == first).all())):
+        v = float(first)
+        return v
+    return None
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool):
+    """Silence the exporter's progress lines and its notes about optional operator sets."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+
+
+def export_onnx(
+    model: StreamingModule,
+    out_dir: str | Path,
+    input_shape: Sequence[int],
+    *,
+    fold_bn: bool = True,
+    prepare: bool | None = None,
+    opset: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Export ``model`` (eval mode) for chunks of shape ``input_shape = (B, C, n, ...)`` to ``out_dir``.
+
+    Writes one ``g<id>_<kind>.onnx`` per distinct phase of the schedule, ``initial_state.npz`` and
+    ``manifest.json`` (returned as a dict). ``metadata`` is merged into the manifest (e.g. sample
+    rate, hop, latency). ``fold_bn`` folds BatchNorm into the convolutions first; ``prepare``
+    forces (or suppresses) separate FP ``prepare`` graphs (default: when the model defers work).
+    """
+    if model.training:
+        raise ValueError("export_onnx: the model is in training mode; call model.eval() first")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"export_onnx: {out_dir} exists and is not empty (use overwrite=True / --force)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    input_shape = tuple(int(v) for v in input_shape)
+    net = lean(model, fold_bn=fold_bn, target="onnx")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    sched = discover_schedule(net, input_shape, prepare=prepare)
+    dtype = next(net.parameters()).dtype
+
+    graphs = []
+    noop_ids = {gid for gid, ph in sched.graphs.items() if ph.kind == "prepare" and ph.noop}
+    for gid, ph in sorted(sched.graphs.items()):
+        if gid in noop_ids:
+            continue  # a prepare with nothing to do (FP warm-up): listed as null, nothing to run
+        graph = StepGraph(net, ph.in_template, ph.kind, ph.out_template, ph.changed).eval()
+        state_in = tuple(t for _, t in state_tensors(ph.in_template))
+        in_names = [f"state.{n}" for n in ph.in_names]
+        out_names = [f"next.{n}" for n in graph.out_names]
+        if ph.kind == "step":
+            x = torch.zeros(input_shape, dtype=dtype)
+            args = (x, *state_in)
+            in_names = ["x", *in_names]
+            out_names = ["y", *out_names]
+            with torch.no_grad():
+                y = graph(*args)[0]
+            y_shape = list(y.shape)
+        else:
+            args = state_in
+            y_shape = None
+        file = f"g{gid}_{ph.kind}.onnx"
+        with warnings.catch_warnings(), torch.no_grad(), _quiet(verbose):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph,
+                args,
+                str(out_dir / file),
+                input_names=in_names,
+                output_names=out_names,
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=verbose,
+            )
+        graphs.append(
+            {
+                "id": gid,
+                "file": file,
+                "kind": ph.kind,
+                "inputs": in_names,
+                "outputs": out_names,
+                "keep": ph.kept,
+                "output_shape": y_shape,
+            }
+        )
+
+    # Every state tensor that ever exists, with its shape, dtype and initial value.
+    states: dict[str, dict[str, Any]] = {}
+    for ph in [*sched.warmup, *sched.cycle]:
+        for name, t in [*state_tensors(ph.in_template), *state_tensors(ph.out_template)]:
+            states.setdefault(name, {"name": name, "shape": list(t.shape), "dtype": _dtype_name(t.dtype)})
+    initial = dict(state_tensors(sched.initial))
+    for name, info in states.items():
+        info["initial"] = name in initial
+        if name in initial:
+            info["fill"] = _fill_value(initial[name])
+    np.savez(out_dir / INITIAL_STATE, **{n: t.detach().cpu().numpy() for n, t in initial.items()})
+
+    state_bytes = max(
+        sum(t.numel() * t.element_size() for _, t in state_tensors(ph.in_template)) for ph in [*sched.warmup, *sched.cycle]
+    )
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "model": type(model).__name__,
+        "input": {"name": "x", "shape": list(input_shape), "dtype": _dtype_name(dtype)},
+        "frames_per_step": input_shape[2],
+        "warmup": [None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.warmup],
+        "cycle": [None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.cycle],
+        "warmup_kinds": [ph.kind for ph in sched.warmup],
+        "cycle_kinds": [ph.kind for ph in sched.cycle],
+        "graphs": graphs,
+        "state": list(states.values()),
+        "initial_state": INITIAL_STATE,
+        "state_bytes": state_bytes,
+        "delay_frames": int(getattr(model, "delay", 0)),
+        "receptive_field_frames": int(getattr(model, "receptive_field", 1)),
+        "fold_bn": fold_bn,
+        "torch_version": torch.__version__,
+    }
+    manifest.update(metadata or {})
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def check_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> float:
+    """Max absolute difference between ``model.step`` and the exported graphs on ``steps`` random
+    chunks (the FP ``prepare`` graphs run between them)."""
+    return compare_export(model, out_dir, steps, seed, threads)["max_abs"]
+
+
+def compare_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> dict[str, float]:
+    """``{"max_abs", "max_ref", "max_rel"}``: the largest absolute difference between ``model.step``
+    and the exported graphs over ``steps`` random chunks, the largest output magnitude, and their
+    ratio (float32 rounding grows with the output's scale)."""
+    from .runtime import OnnxStreamer
+
+    ort_stream = OnnxStreamer(out_dir, threads=threads)
+    shape = tuple(ort_stream.input_shape)
+    g = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    state = model.init_state(shape[0], dtype=dtype)
+    err, ref = 0.0, 0.0
+    with torch.no_grad():
+        for _ in range(steps):
+            x = torch.randn(shape, generator=g, dtype=dtype)
+            y_ref, state = model.step(x, state)
+            ort_stream.prepare()
+            y = ort_stream.step(x.numpy())
+            if y.shape != tuple(y_ref.shape):
+                raise AssertionError(f"ONNX output shape {y.shape} != PyTorch {tuple(y_ref.shape)}")
+            if y.size:
+                err = max(err, float(np.abs(y - y_ref.numpy()).max()))
+                ref = max(ref, float(y_ref.abs().max()))
+    return {"max_abs": err, "max_ref": ref, "max_rel": err / ref if ref else 0.0}
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="speech checkpoint (soi train); 'default' for the shipped one")
+    parser.add_argument("--pattern", default=None, help="SOI pattern to export (default: the checkpoint's)")
+    parser.add_argument("-o", "--output", required=True, help="output directory")
+    parser.add_argument("--batch", type=int, default=1, help="independent streams per call (default 1)")
+    parser.add_argument("--frames", type=int, default=1, help="frames per call (default 1: one STFT hop)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm as separate nodes")
+    parser.add_argument("--check-steps", type=int, default=64, help="random frames to compare against PyTorch (0: skip)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..tasks.speech.masker import load_checkpoint
+
+    path = None if args.checkpoint == "default" else args.checkpoint
+    enhancer, extra = load_checkpoint(path, pattern=args.pattern)
+    masker = enhancer.masker.eval()
+    if args.batch < 1 or args.frames < 1:
+        raise ValueError("--batch and --frames must be >= 1")
+    shape = (args.batch, masker.config.in_channels, args.frames, masker.config.freq_bins)
+    frame_ms = 1000.0 * enhancer.hop / enhancer.sample_rate
+    meta = {
+        "pattern": masker.pattern,
+        "checkpoint": str(path) if path else "default",
+        "sample_rate": enhancer.sample_rate,
+        "hop": enhancer.hop,
+        "n_fft": enhancer.n_fft,
+        "frame_ms": frame_ms,
+        "latency": {
+            "algorithmic_samples": enhancer.latency_samples,
+            "algorithmic_ms": 1000.0 * enhancer.latency_samples / enhancer.sample_rate,
+            "lookahead_frames": masker.delay,
+            "note": "STFT window minus hop plus the network's look-ahead; add one step's compute",
+        },
+        "signal": "x and y are STFT frames (B, 2 [real, imag], n, F) of a sqrt-Hann analysis; "
+        "the runtime does the STFT and overlap-add synthesis",
+    }
+    manifest = export_onnx(masker, args.output, shape, fold_bn=not args.no_fold_bn, opset=args.opset, metadata=meta, overwrite=args.force)
+    n_graphs = len(manifest["graphs"])
+    print(
+        f"soi export: {masker.pattern}: {n_graphs} graph(s), schedule warm-up {manifest['warmup']} then cycle "
+        f"{manifest['cycle']}, {len(manifest['state'])} state tensors ({manifest['state_bytes'] / 1024:.1f} KiB) -> {args.output}"
+    )
+    if args.check_steps > 0:
+        cmp = compare_export(masker, args.output, steps=args.check_steps)
+        print(
+            f"soi export: onnxruntime vs PyTorch over {args.check_steps} random frames: max |diff| = {cmp['max_abs']:.2e} "
+            f"({cmp['max_rel']:.1e} of the largest output, {cmp['max_ref']:.2f})"
+        )
+        if not cmp["max_rel"] <= 1e-4:
+            print("soi export: warning: the exported graphs differ from PyTorch by more than 1e-4 (relative)")
+            return 1
+    return 0

@@ -1,0 +1,248 @@
+"""Turn a plain PyTorch model into its streaming twin, with the same weights.
+
+Supported: ``nn.Conv{1,2,3}d``, ``nn.ConvTranspose{1,2,3}d`` (time stride 1), ``nn.AvgPool{1,2,3}d``,
+``nn.MaxPool{1,2,3}d``, frame-wise modules (activations, BatchNorm, dropout, ``nn.Linear`` over
+channels), inside ``nn.Sequential`` or ``soi``'s containers. Time padding is read from the model:
+
+* an explicit ``nn.ZeroPad*d`` / ``nn.ConstantPad*d`` right before a convolution or pooling, padding
+  time by ``(left, right)`` with ``left + right = (k-1)*d``: causal when ``right = 0``, otherwise
+  ``right`` frames of look-ahead;
+* symmetric time padding ``p`` on the layer itself with ``2p = (k-1)*d`` ("same" length): ``p``
+  frames of look-ahead.
+
+Anything else cannot stream frame by frame with the same output; :func:`convert` then raises one
+``ValueError`` listing every such module and why.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from torch import nn
+
+from ..core.containers import Concat, FrameWise, Residual, Sequential, frame_wise_problem
+from .conv import STMCConvNd
+from .conv_transpose import STMCConvTransposeNd
+from .pooling import STMCAvgPoolNd, STMCMaxPoolNd
+from ..core.state import StreamingModule
+
+__all__ = ["convert", "ConversionError"]
+
+_CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
+_CONV_TS = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
+_AVGS = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}
+_MAXS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}
+_PADS = {
+    nn.ZeroPad1d: 1, nn.ZeroPad2d: 2, nn.ZeroPad3d: 3,
+    nn.ConstantPad1d: 1, nn.ConstantPad2d: 2, nn.ConstantPad3d: 3,
+}  # fmt: skip
+
+
+class ConversionError(ValueError):
+    """Raised by :func:`convert`; ``problems`` lists ``(path, reason)`` for every unsupported module."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {path}: {reason}" for path, reason in problems)
+        super().__init__(f"cannot convert {len(problems)} module(s) to streaming:\n{lines}")
+
+
+def _dims(module: nn.Module, table: dict[type, int]) -> int | None:
+    for cls, dims in table.items():
+        if type(module) is cls:
+            return dims
+    return None
+
+
+class _Converter:
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def fail(self, path: str, reason: str) -> None:
+        self.problems.append((path or "<model>", reason))
+
+    # -- time padding ---------------------------------------------------------------------------
+    def pad_of(self, pad: nn.Module, dims: int, path: str) -> tuple[tuple[int, int], tuple[int, ...], float] | None:
+        """(time (left, right), symmetric non-time padding, value) of a pad module, or None."""
+        p = pad.padding
+        p = (p,) * (2 * dims) if isinstance(p, int) else tuple(p)
+        if len(p) != 2 * dims:
+            self.fail(path, f"{type(pad).__name__} pads {len(p) // 2} axes but the next layer has {dims}")
+            return None
+        # F.pad order: last axis first, so time (dimension 2) is the last pair.
+        pairs = [(p[2 * i], p[2 * i + 1]) for i in range(dims)][::-1]
+        time_pad, rest = pairs[0], pairs[1:]
+        if any(left != right for left, right in rest):
+            self.fail(path, f"asymmetric padding of a non-time axis {rest} is not supported")
+            return None
+        return time_pad, tuple(left for left, _ in rest), float(getattr(pad, "value", 0.0))
+
+    def lookahead(self, path: str, history: int, time_pad: tuple[int, int], stride: int) -> int | None:
+        left, right = time_pad
+        if left + right != history:
+            self.fail(
+                path,
+                f"time padding ({left}, {right}) changes the sequence length; streaming needs "
+                f"left + right = (k-1)*d = {history} (causal: ({history}, 0))",
+            )
+            return None
+        if right and stride != 1:
+            self.fail(path, f"look-ahead ({right} frames of right time padding) with time stride {stride} is not supported")
+            return None
+        return right
+
+    def layer(self, m: nn.Module, path: str, pad: tuple[tuple[int, int], tuple[int, ...], float] | None) -> nn.Module | None:
+        """A conv/transposed conv/pool converted, or None (with the reason recorded)."""
+        for table, kind in ((_CONVS, "conv"), (_CONV_TS, "convT"), (_AVGS, "avg"), (_MAXS, "max")):
+            dims = _dims(m, table)
+            if dims is not None:
+                break
+        k = m.kernel_size if not isinstance(m.kernel_size, int) else (m.kernel_size,) * dims
+        if kind in ("avg", "max"):
+            s = m.stride if not isinstance(m.stride, int) else (m.stride,) * dims
+            own_pad = m.padding if not isinstance(m.padding, int) else (m.padding,) * dims
+            d = getattr(m, "dilation", 1)
+            d = d if not isinstance(d, int) else (d,) * dims
+        else:
+            if m.padding_mode != "zeros":
+                self.fail(path, f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')")
+                return None
+            if isinstance(m.padding, str):
+                if m.padding == "valid":
+                    own_pad = (0,) * dims
+                else:
+                    self.fail(path, "padding='same' is ambiguous for even kernels; give integer padding")
+                    return None
+            else:
+                own_pad = tuple(m.padding)
+            s, d = tuple(m.stride), tuple(m.dilation)
+        history = (k[0] - 1) * d[0]
+        fill = float("-inf") if kind == "max" else 0.0
+        if pad is not None:
+            time_pad, rest_pad, value = pad
+            if own_pad[0]:
+                self.fail(path, "time padded both by the pad module before it and by the layer itself")
+                return None
+            if kind == "max":
+                fill = value
+            elif value != 0.0:
+                self.fail(path, f"constant padding with {value} before a {type(m).__name__}; only zero padding streams")
+                return None
+            if kind == "convT":
+                self.fail(path, "a pad module before a transposed convolution is not supported")
+                return None
+            rest_pad = tuple(a + b for a, b in zip(rest_pad, own_pad[1:]))
+        else:
+            time_pad, rest_pad = (own_pad[0], own_pad[0]), tuple(own_pad[1:])
+        if kind == "convT":
+            if s[0] != 1 or m.output_padding[0]:
+                self.fail(path, f"time stride {s[0]} / output_padding {m.output_padding[0]} of a transposed convolution; tSTMC needs 1 / 0")
+                return None
+            # The torch output has T + H - 2p frames; it streams as the same T frames only if 2p = H.
+            time_pad = (history - own_pad[0], own_pad[0])
+            if 2 * own_pad[0] != history:
+                self.fail(path, f"transposed convolution with time padding {own_pad[0]} gives {history - 2 * own_pad[0]:+d} frames; streaming needs padding (k-1)*d/2 = {history / 2}")
+                return None
+        f = self.lookahead(path, history, time_pad, s[0])
+        if f is None:
+            return None
+        if kind == "conv":
+            new = STMCConvNd(
+                dims, m.in_channels, m.out_channels, k, stride=s, padding=rest_pad, dilation=d,
+                groups=m.groups, bias=m.bias is not None, lookahead=f,
+                device=m.weight.device, dtype=m.weight.dtype,
+            )  # fmt: skip
+        elif kind == "convT":
+            new = STMCConvTransposeNd(
+                dims, m.in_channels, m.out_channels, k, stride=s, padding=rest_pad,
+                output_padding=tuple(m.output_padding[1:]), groups=m.groups, bias=m.bias is not None,
+                dilation=d, lookahead=f, device=m.weight.device, dtype=m.weight.dtype,
+            )  # fmt: skip
+        elif kind == "avg":
+            if m.ceil_mode or getattr(m, "divisor_override", None):
+                self.fail(path, "ceil_mode / divisor_override are not supported")
+                return None
+            new = STMCAvgPoolNd(dims, None, k, stride=s, padding=rest_pad, count_include_pad=m.count_include_pad, lookahead=f)
+        else:
+            if m.ceil_mode or m.return_indices:
+                self.fail(path, "ceil_mode / return_indices are not supported")
+                return None
+            new = STMCMaxPoolNd(dims, None, k, stride=s, padding=rest_pad, dilation=d, lookahead=f, fill_value=fill)
+        if kind in ("conv", "convT"):
+            new.load_state_dict(m.state_dict())
+        return new
+
+    # -- structure --------------------------------------------------------------------------------
+    def sequence(self, modules: list[tuple[str, nn.Module]]) -> list[nn.Module]:
+        out: list[nn.Module] = []
+        pending_pad: tuple[Any, str] | None = None
+        for path, m in modules:
+            pad_dims = _dims(m, _PADS)
+            if pad_dims is not None:
+                if pending_pad is not None:
+                    self.fail(pending_pad[1], "two pad modules in a row")
+                pending_pad = (m, path)
+                continue
+            pad = None
+            if pending_pad is not None:
+                pad_module, pad_path = pending_pad
+                pending_pad = None
+                target_dims = next((_dims(m, t) for t in (_CONVS, _CONV_TS, _AVGS, _MAXS) if _dims(m, t)), None)
+                if target_dims is None:
+                    self.fail(pad_path, f"a pad module must be followed by a convolution or pooling, not {type(m).__name__}")
+                else:
+                    pad = self.pad_of(pad_module, target_dims, pad_path)
+                    if pad is None:
+                        continue
+            out.append(self.module(m, path, pad))
+        if pending_pad is not None:
+            self.fail(pending_pad[1], "a pad module at the end of a sequence pads the output; it cannot stream")
+        return out
+
+    def module(self, m: nn.Module, path: str, pad=None) -> nn.Module:
+        if any(_dims(m, t) for t in (_CONVS, _CONV_TS, _AVGS, _MAXS)):
+            layer = self.layer(m, path, pad)
+            return layer if layer is not None else m  # a failure is already recorded
+        if isinstance(m, FrameWise):
+            return m
+        if isinstance(m, (nn.Sequential, Sequential)):
+            items = m.layers if isinstance(m, Sequential) else m
+            prefix = f"{path}." if path else ""
+            sub = "layers." if isinstance(m, Sequential) else ""
+            return Sequential(*self.sequence([(f"{prefix}{sub}{name}", c) for name, c in items.named_children()]))
+        if isinstance(m, Residual):
+            return Residual(self.module(m.body, f"{path}.branches.1"))
+        if isinstance(m, Concat):
+            return Concat(*(self.module(b, f"{path}.branches.{i}") for i, b in enumerate(m.branches)))
+        if isinstance(m, StreamingModule):
+            return m
+        problem = frame_wise_problem(m)
+        if problem is None:
+            return FrameWise(m)
+        if _dims(m, _PADS) is None and type(m).__name__.endswith(("Pad1d", "Pad2d", "Pad3d")):
+            problem = f"{type(m).__name__} reads future or mirrored frames; only zero/constant padding streams"
+        elif type(m).forward is not nn.Module.forward and list(m.children()):
+            problem = f"{type(m).__name__} has a custom forward(); rebuild it from soi containers (Sequential, Concat, Residual)"
+        self.fail(path, problem)
+        return m
+
+
+def convert(module: nn.Module) -> StreamingModule:
+    """The streaming twin of ``module`` with the same weights (``module`` is left unchanged).
+
+    Raises:
+        ConversionError: listing every module that cannot be converted, with the reason.
+
+    >>> net = nn.Sequential(nn.ZeroPad1d((2, 0)), nn.Conv1d(1, 8, 3), nn.ReLU())
+    >>> stream = soi.convert(net).eval()
+    >>> torch.equal(stream(x), net(x))   # offline: the same function
+    """
+    conv = _Converter()
+    # Work on a copy so that the original and its twin never share modules (BatchNorm statistics).
+    out = conv.module(copy.deepcopy(module), "")
+    if conv.problems:
+        raise ConversionError(conv.problems)
+    if not isinstance(out, StreamingModule):
+        raise ConversionError([("<model>", f"{type(module).__name__} did not convert to a streaming module")])
+    return out.train(module.training)

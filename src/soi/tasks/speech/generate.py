@@ -1,0 +1,789 @@
+"""Offline generator of ``soi``'s default speech-enhancement data set (nothing is downloaded).
+
+Speech is synthesised with ``espeak-ng`` (English accents x voice variants) and ``flite`` (its
+full-bandwidth voices) at varied speed and pitch, reading sentences from a small built-in English
+grammar. Noise comes from real ambient recordings shipped by the Debian package
+``lincity-ng-data`` (traffic, crowds, industry, water, ...; GPL-2+), synthetic coloured noise
+(white ... brown), mains hum and buzz, clicks and crackle, and babble made of several other
+speakers of the same split.
+
+The train / valid / test splits share no voice and no noise source (a noise source is one
+recording category, one synthetic generator, or the babble of one split's voices), so the test set
+is unseen. Everything follows from the seed; ``manifest.json`` records the splits, every item's
+voice, text, noise and SNR, and the parameters. A complete set with the same parameters is reused.
+
+Layout::
+
+    out_dir/manifest.json
+    out_dir/{train,valid,test}/{noisy,clean}/<split>_<index>.wav     16 kHz mono PCM16
+
+Command line: ``python -m soi.tasks.speech.generate OUT --minutes 10 --seed 0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import read_wav, write_wav
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "SPLITS",
+    "REAL_NOISE_DIR",
+    "Voice",
+    "NoiseSource",
+    "generate_dataset",
+    "make_sentence",
+    "available_voices",
+    "available_noise_sources",
+    "split_assignment",
+    "configure",
+    "run",
+    "main",
+]
+
+GENERATOR_VERSION = 1
+SPLITS = ("train", "valid", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # of the items; voices and noise sources are split 70/15/15
+SAMPLE_RATE = 16000
+REAL_NOISE_DIR = Path("/usr/share/games/lincity-ng/sounds")
+REAL_NOISE_PACKAGE = "lincity-ng-data"
+
+# -- sentences ------------------------------------------------------------------------------------
+
+_PEOPLE = (
+    "the old man", "the young woman", "my brother", "her sister", "the teacher", "the doctor",
+    "a farmer", "the pilot", "our neighbour", "the driver", "a small child", "the baker",
+    "the captain", "my friend", "the nurse", "the student", "his father", "the manager",
+    "a stranger", "the painter", "the guard", "the singer", "your cousin", "the engineer",
+)  # fmt: skip
+_NAMES = (
+    "Anna", "Peter", "Maria", "John", "Susan", "David", "Laura", "Michael", "Helen", "Thomas",
+    "Emma", "James", "Sarah", "Robert", "Alice", "George", "Clara", "Daniel", "Rose", "Victor",
+)  # fmt: skip
+_THINGS = (
+    "basket", "letter", "lamp", "blue box", "wooden chair", "map", "coat", "book", "kettle",
+    "bicycle", "ladder", "bottle of milk", "bag of apples", "key", "cup of tea", "red ball",
+    "newspaper", "small boat", "piano", "old clock", "warm bread", "suitcase", "garden hose",
+    "bunch of flowers", "pair of shoes", "sandwich", "camera", "blanket", "bucket", "ticket",
+)  # fmt: skip
+_PLACES = (
+    "the kitchen", "the station", "the garden", "the market", "the river", "the library",
+    "the harbour", "the old bridge", "the hospital", "the school", "the park", "the office",
+    "the village", "the beach", "the farm", "the museum", "the hotel", "the corner shop",
+)  # fmt: skip
+_THING_ADJECTIVES = (  # what a thing can be
+    "heavy", "small", "large", "old", "new", "clean", "broken", "shiny", "wet", "empty",
+    "green", "brown", "soft", "cheap", "round", "yellow", "light", "dusty",
+)  # fmt: skip
+_PLACE_ADJECTIVES = ("quiet", "busy", "crowded", "cold", "warm", "dark", "bright", "empty", "noisy", "lovely")
+_CARRY = (  # past tense, transitive with a thing
+    "carried", "opened", "painted", "found", "lost", "repaired", "cleaned", "bought", "sold",
+    "dropped", "moved", "wrapped", "borrowed", "checked", "picked up", "put away",
+)  # fmt: skip
+_CARRY_BASE = (
+    "carry", "open", "paint", "find", "repair", "clean", "buy", "sell", "move", "wrap",
+    "borrow", "check", "pick up", "put away", "bring", "fetch",
+)  # fmt: skip
+_GO = ("walked to", "ran to", "drove to", "went back to", "arrived at", "waited at", "stayed at", "hurried to")
+_PAST = (
+    "this morning", "last night", "on Sunday", "after lunch", "before dinner", "yesterday",
+    "in the evening", "at noon", "early in the spring", "a week ago", "on the way home", "last summer",
+)  # fmt: skip
+_FUTURE = (
+    "tomorrow", "next week", "on Monday", "after lunch", "this evening", "in an hour",
+    "before the train leaves", "at the weekend", "when it stops raining", "later today",
+)  # fmt: skip
+_ADVERBS = ("slowly", "quickly", "quietly", "carefully", "happily", "suddenly", "again", "at last")
+_WEATHER = (
+    "the rain stopped", "the wind was cold", "the sun came out", "the sky turned grey",
+    "the snow began to fall", "the fog lifted", "the air felt warm", "the clouds rolled in",
+)  # fmt: skip
+_NUMBERS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twelve", "twenty")
+
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def make_sentence(rng: np.random.Generator) -> str:
+    """One grammatical English sentence from a small built-in grammar (no text files needed)."""
+
+    def pick(seq: Sequence[str]) -> str:
+        return seq[int(rng.integers(len(seq)))]
+
+    def agent() -> str:
+        return pick(_NAMES) if rng.random() < 0.4 else pick(_PEOPLE)
+
+    def thing() -> str:
+        return f"{pick(_THING_ADJECTIVES)} {pick(_THINGS)}" if rng.random() < 0.6 else pick(_THINGS)
+
+    def article(noun_phrase: str) -> str:
+        return ("an " if noun_phrase[0] in "aeiou" else "a ") + noun_phrase
+
+    templates: tuple[Callable[[], str], ...] = (
+        lambda: f"{_cap(agent())} {pick(_CARRY)} the {thing()} {pick(_PAST)}.",
+        lambda: f"{_cap(agent())} {pick(_GO)} {pick(_PLACES)} {pick(_ADVERBS)}.",
+        lambda: f"Please {pick(_CARRY_BASE)} the {thing()} before you leave {pick(_PLACES)}.",
+        lambda: f"Did you see {agent()} near {pick(_PLACES)} {pick(_PAST)}?",
+        lambda: f"When {pick(_WEATHER)}, {agent()} {pick(_GO)} {pick(_PLACES)}.",
+        lambda: f"{_cap(agent())} said that the {pick(_THINGS)} was too {pick(_THING_ADJECTIVES)}.",
+        lambda: f"We will {pick(_CARRY_BASE)} {pick(_NUMBERS)} of them {pick(_FUTURE)}.",
+        lambda: f"The {thing()} is still in {pick(_PLACES)}.",
+        lambda: f"{_cap(pick(_PAST))}, {agent()} {pick(_CARRY)} {article(thing())} and {pick(_GO)} {pick(_PLACES)}.",
+        lambda: f"Could {agent()} {pick(_CARRY_BASE)} the {thing()} {pick(_FUTURE)}?",
+        lambda: f"It takes {pick(_NUMBERS)} minutes to walk from {pick(_PLACES)} to {pick(_PLACES)}.",
+        lambda: f"{_cap(pick(_WEATHER))}, so {agent()} {pick(_CARRY)} the {thing()} {pick(_ADVERBS)}.",
+        lambda: f"{_cap(pick(_PLACES))} was {pick(_PLACE_ADJECTIVES)} {pick(_PAST)}.",
+        lambda: f"I think {agent()} will {pick(_CARRY_BASE)} {article(thing())} {pick(_FUTURE)}.",
+    )
+    return templates[int(rng.integers(len(templates)))]()
+
+
+# -- voices ---------------------------------------------------------------------------------------
+
+# espeak-ng voice variants that sound like a person (the robotic, whispering and joke variants are
+# left out). Intersected with what the installed espeak-ng lists.
+_ESPEAK_VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+    "klatt", "klatt2", "klatt3", "klatt4", "klatt6",
+    "adam", "Alex", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb",
+    "david", "Denis", "ed", "edward", "edward2", "Gene", "Gene2", "grandma", "grandpa", "gustave",
+    "Henrique", "Hugo", "iven", "iven2", "iven3", "iven4", "Jacky", "john", "Lee", "linda",
+    "Marco", "Mario", "max", "Michael", "michel", "miguel", "Mike", "norbert", "pablo", "paul",
+    "pedro", "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "Storm",
+    "travis", "victor", "zac",
+)  # fmt: skip
+_ESPEAK_ACCENTS = (
+    "en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc",
+)  # fmt: skip
+# flite's full-bandwidth voices with their usual mean pitch (Hz); kal (8 kHz) and awb_time (a
+# limited-domain clock voice) are left out.
+_FLITE_VOICES = {"kal16": 105.0, "awb": 125.0, "rms": 100.0, "slt": 170.0}
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A speaker: ``engine`` ``"espeak-ng"`` (``name`` a variant, spoken with any accent) or ``"flite"``."""
+
+    engine: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.engine}:{self.name}"
+
+
+def _run(cmd: Sequence[str], check: bool = True) -> str:
+    return subprocess.run(list(cmd), check=check, capture_output=True, text=True, timeout=60).stdout
+
+
+def _require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise RuntimeError(
+            f"the default data set needs '{binary}', which is not installed: apt-get install espeak-ng flite "
+            f"{REAL_NOISE_PACKAGE} (the packages listed in packaging/apt-packages.txt; setup.sh installs them)"
+        )
+    return path
+
+
+@lru_cache(maxsize=1)
+def available_voices() -> tuple[tuple[Voice, ...], tuple[str, ...]]:
+    """The usable voices and espeak-ng accents of this machine, in a fixed order."""
+    _require("espeak-ng")
+    _require("flite")
+    # Table rows: Pty Language Age/Gender VoiceName File; the file is "!v/<variant>".
+    rows = [line.split() for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]]
+    listed = {row[4].split("/")[-1] for row in rows if len(row) >= 5}
+    variants = [v for v in _ESPEAK_VARIANTS if v in listed]
+    languages = {line.split()[1] for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:] if len(line.split()) >= 2}
+    accents = tuple(a for a in _ESPEAK_ACCENTS if a in languages)
+    flite = set(_run(["flite", "-lv"]).replace("Voices available:", "").split())
+    voices = [Voice("espeak-ng", v) for v in variants] + [Voice("flite", v) for v in _FLITE_VOICES if v in flite]
+    if len(variants) < 3 or not accents:
+        raise RuntimeError(
+            f"espeak-ng lists too few English voices ({variants}, accents {accents}); is espeak-ng-data installed?"
+        )
+    return tuple(voices), accents
+
+
+# -- noise sources --------------------------------------------------------------------------------
+
+_REAL_EXCLUDE = {"Click", "WindowOpen", "WindowClose"}  # user-interface sounds, not environments
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """A noise source: ``kind`` is ``real`` (``files``: recordings of one category), ``colored``,
+    ``hum``, ``clicks`` or ``babble``; ``param`` parametrises the synthetic kinds."""
+
+    kind: str
+    name: str
+    param: float = 0.0
+    files: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+_SYNTHETIC = (
+    NoiseSource("colored", "white", 0.0),
+    NoiseSource("colored", "pink", 1.0),
+    NoiseSource("colored", "brown", 2.0),
+    NoiseSource("colored", "alpha0.5", 0.5),
+    NoiseSource("colored", "alpha1.5", 1.5),
+    NoiseSource("hum", "mains50", 50.0),
+    NoiseSource("hum", "mains60", 60.0),
+    NoiseSource("hum", "buzz120", 120.0),
+    NoiseSource("clicks", "keyboard", 8.0),
+    NoiseSource("clicks", "crackle", 120.0),
+    NoiseSource("clicks", "ticking", 2.0),
+)
+
+
+def available_noise_sources(real_dir: Path = REAL_NOISE_DIR) -> tuple[NoiseSource, ...]:
+    """Real recording categories found under ``real_dir`` (file name without its trailing number)
+    followed by the synthetic generators. Warns when the real recordings are not installed."""
+    real: dict[str, list[str]] = {}
+    if real_dir.is_dir():
+        for path in sorted(real_dir.glob("*.wav")):
+            category = re.sub(r"\d+$", "", path.stem)
+            if category not in _REAL_EXCLUDE:
+                real.setdefault(category, []).append(str(path))
+    if not real:
+        warnings.warn(
+            f"no real noise recordings in {real_dir}; the data set will use synthetic noise only "
+            f"(apt-get install {REAL_NOISE_PACKAGE})",
+            stacklevel=2,
+        )
+    return tuple(NoiseSource("real", c, 0.0, tuple(f)) for c, f in sorted(real.items())) + _SYNTHETIC
+
+
+def split_assignment(items: Sequence[Any], seed: int, salt: str) -> dict[str, list[Any]]:
+    """Shuffle ``items`` with ``seed`` and deal them 70/15/15 to the splits (at least one each when
+    there are three or more), so that no item is in two splits."""
+    order = np.random.default_rng([seed, _stable_int(salt)]).permutation(len(items))
+    shuffled = [items[i] for i in order]
+    n = len(shuffled)
+    n_valid = max(1, round(0.15 * n)) if n >= 3 else 0
+    n_test = max(1, round(0.15 * n)) if n >= 3 else 0
+    n_train = n - n_valid - n_test
+    return {
+        "train": shuffled[:n_train],
+        "valid": shuffled[n_train : n_train + n_valid],
+        "test": shuffled[n_train + n_valid :],
+    }
+
+
+def _split_by_group(items: Sequence[Any], group: Callable[[Any], str], seed: int, salt: str) -> dict[str, list[Any]]:
+    """:func:`split_assignment` within each group (engine, noise kind), so every split gets some of
+    each group that has three or more members."""
+    out: dict[str, list[Any]] = {name: [] for name in SPLITS}
+    for key in sorted({group(it) for it in items}):
+        for name, part in split_assignment([it for it in items if group(it) == key], seed, f"{salt}:{key}").items():
+            out[name].extend(part)
+    return out
+
+
+def _stable_int(text: str) -> int:
+    # Python's hash() of a str changes between processes; this does not.
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+# -- synthesis ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One synthesis request; ``rate`` is a speed factor (1 = the engine's default), ``pitch`` a
+    pitch factor."""
+
+    voice: Voice
+    accent: str
+    text: str
+    rate: float
+    pitch: float
+
+    def command(self, wav_path: str) -> list[str]:
+        if self.voice.engine == "espeak-ng":
+            # espeak-ng: words per minute (default 175) and pitch 0..99 (default 50).
+            return [
+                "espeak-ng", "-v", f"{self.accent}+{self.voice.name}", "-s", str(round(175 * self.rate)),
+                "-p", str(int(np.clip(round(50 * self.pitch), 0, 99))), "-w", wav_path, self.text,
+            ]  # fmt: skip
+        f0 = _FLITE_VOICES[self.voice.name] * self.pitch
+        return [
+            "flite", "-voice", self.voice.name, "--setf", f"duration_stretch={1 / self.rate:.3f}",
+            "--setf", f"int_f0_target_mean={f0:.1f}", "-t", self.text, "-o", wav_path,
+        ]  # fmt: skip
+
+
+def _synthesise(utt: Utterance, tmp_dir: str) -> np.ndarray:
+    """Speak ``utt``; returns float32 samples at 16 kHz with the leading/trailing silence trimmed."""
+    fd, path = tempfile.mkstemp(suffix=".wav", dir=tmp_dir)
+    os.close(fd)
+    try:
+        subprocess.run(utt.command(path), check=True, capture_output=True, timeout=120)
+        wave, _, _ = read_wav(path, SAMPLE_RATE)
+    finally:
+        os.unlink(path)
+    wave = wave.numpy()
+    active = np.flatnonzero(np.abs(wave) > 1e-3)
+    return wave[active[0] : active[-1] + 1] if active.size else wave
+
+
+_FLITE_SHARE = 0.3  # flite has few voices but natural ones: give them a fixed share of the speech
+
+
+def _random_utterance(rng: np.random.Generator, voices: Sequence[Voice], accents: Sequence[str], sentences: int) -> Utterance:
+    n_flite = sum(v.engine == "flite" for v in voices)
+    p = None
+    if 0 < n_flite < len(voices):
+        share = {"flite": _FLITE_SHARE / n_flite, "espeak-ng": (1 - _FLITE_SHARE) / (len(voices) - n_flite)}
+        p = np.array([share[v.engine] for v in voices])
+    voice = voices[int(rng.choice(len(voices), p=p))]
+    return Utterance(
+        voice=voice,
+        accent=accents[int(rng.integers(len(accents)))] if voice.engine == "espeak-ng" else "",
+        text=" ".join(make_sentence(rng) for _ in range(sentences)),
+        rate=round(float(rng.uniform(0.8, 1.2)), 3),
+        pitch=round(float(rng.uniform(0.75, 1.3)), 3),
+    )
+
+
+# -- noise synthesis ------------------------------------------------------------------------------
+
+
+def _colored(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:
+    """Noise with power spectrum ~ 1/f^alpha (0 white, 1 pink, 2 brown), shaped in the frequency domain."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    f[0] = f[1]
+    spec *= f ** (-alpha / 2)
+    spec[0] = 0.0
+    x = np.fft.irfft(spec, n)
+    # A slow random level change keeps stationary noise from being trivially easy.
+    level = 1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * np.arange(n) / SAMPLE_RATE + rng.uniform(0, 2 * np.pi))
+    return x * level
+
+
+def _hum(rng: np.random.Generator, n: int, base: float) -> np.ndarray:
+    """Mains hum / buzz: harmonics of ``base`` Hz with random amplitudes and a little jitter, plus a
+    faint broadband floor."""
+    t = np.arange(n) / SAMPLE_RATE
+    f0 = base * (1 + rng.uniform(-0.005, 0.005))
+    x = np.zeros(n)
+    for k in range(1, int(3000 // f0) + 1):
+        amp = rng.uniform(0.2, 1.0) / k ** rng.uniform(0.5, 1.5)
+        x += amp * np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 2 * np.pi))
+    return x + 0.05 * x.std() * rng.standard_normal(n)
+
+
+def _clicks(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
+    """Impulsive noise: decaying filtered bursts at ``rate`` per second (keyboard, crackle, ticking)."""
+    x = np.zeros(n)
+    count = max(1, rng.poisson(rate * n / SAMPLE_RATE))
+    regular = rate < 4  # a clock ticks regularly
+    starts = (
+        (np.arange(count) * SAMPLE_RATE / rate + rng.uniform(0, SAMPLE_RATE / rate)).astype(int)
+        if regular
+        else rng.integers(0, n, count)
+    )
+    length = int(0.004 * SAMPLE_RATE) if rate > 50 else int(0.03 * SAMPLE_RATE)
+    decay = np.exp(-np.arange(length) / (length / 5))
+    for s in starts[starts < n]:
+        burst = rng.standard_normal(length) * decay * rng.uniform(0.3, 1.0)
+        end = min(n, s + length)
+        x[s:end] += burst[: end - s]
+    return x + 0.01 * rng.standard_normal(n)
+
+
+def _fit(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` samples of ``x``, looped from a random phase (with a short cross-fade at the seams)."""
+    if x.size >= n:
+        start = int(rng.integers(0, x.size - n + 1))
+        return x[start : start + n]
+    fade = min(400, x.size // 4)
+    if fade:
+        ramp = np.linspace(0, 1, fade)
+        x = x.copy()
+        x[:fade] *= ramp
+        x[-fade:] *= ramp[::-1]
+    reps = -(-(n + x.size) // x.size)
+    start = int(rng.integers(0, x.size))
+    return np.tile(x, reps)[start : start + n]
+
+
+@lru_cache(maxsize=256)
+def _real_recording(path: str) -> np.ndarray:
+    wave, _, _ = read_wav(path, SAMPLE_RATE)
+    return wave.numpy().astype(np.float64)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)) + 1e-12))
+
+
+# -- planning -------------------------------------------------------------------------------------
+
+
+# How often each kind of noise is picked (renormalised over the kinds present): mostly real
+# recordings and babble, the synthetic kinds less.
+_KIND_WEIGHTS = {"real": 0.4, "babble": 0.2, "colored": 0.15, "clicks": 0.15, "hum": 0.1}
+
+
+def _plan_item(
+    rng: np.random.Generator,
+    voices: Sequence[Voice],
+    accents: Sequence[str],
+    noises: Sequence[NoiseSource],
+    snr_range_db: tuple[float, float],
+) -> dict[str, Any]:
+    """Everything random about one item, as plain JSON-able values and the utterances it needs."""
+    target = _random_utterance(rng, voices, accents, sentences=3)
+    kinds = sorted({s.kind for s in noises})
+    weights = np.array([_KIND_WEIGHTS[k] for k in kinds])
+    layers = []
+    for layer in range(1 + int(rng.random() < 0.3)):  # sometimes a second, quieter source
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        candidates = [s for s in noises if s.kind == kind]
+        source = candidates[int(rng.integers(len(candidates)))]
+        spec: dict[str, Any] = {
+            "source": source.id,
+            "gain_db": 0.0 if layer == 0 else round(float(rng.uniform(-12, -4)), 2),
+            "seed": int(rng.integers(2**31)),
+        }
+        if source.kind == "real":
+            spec["file"] = source.files[int(rng.integers(len(source.files)))]
+        if source.kind == "babble":
+            others_voices = [v for v in voices if v != target.voice] or list(voices)
+            spec["talkers"] = [
+                _random_utterance(rng, others_voices, accents, sentences=2) for _ in range(int(rng.integers(3, 7)))
+            ]
+        layers.append(spec)
+    return {
+        "target": target,
+        "level_db": round(float(rng.uniform(-32, -20)), 2),
+        "snr_db": round(float(rng.uniform(*snr_range_db)), 2),
+        "placement_seed": int(rng.integers(2**31)),
+        "noise": layers,
+    }
+
+
+def _render_noise(layer: dict[str, Any], source: NoiseSource, n: int, speech: dict[Utterance, np.ndarray]) -> np.ndarray:
+    rng = np.random.default_rng(layer["seed"])
+    if source.kind == "real":
+        x = _fit(_real_recording(layer["file"]), n, rng)
+    elif source.kind == "colored":
+        x = _colored(rng, n, source.param)
+    elif source.kind == "hum":
+        x = _hum(rng, n, source.param)
+    elif source.kind == "clicks":
+        x = _clicks(rng, n, source.param)
+    elif source.kind == "babble":
+        x = np.zeros(n)
+        for utt in layer["talkers"]:
+            talk = speech[utt].astype(np.float64)
+            x += _fit(talk / _rms(talk), n, rng) * 10 ** (rng.uniform(-6, 0) / 20)
+    else:  # pragma: no cover - the sources are ours
+        raise ValueError(f"unknown noise kind {source.kind}")
+    return x / _rms(x) * 10 ** (layer["gain_db"] / 20)
+
+
+def _render_item(
+    plan: dict[str, Any], sources: dict[str, NoiseSource], speech: dict[Utterance, np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(noisy, clean)`` float32 pair of ``n`` samples that ``plan`` describes."""
+    rng = np.random.default_rng(plan["placement_seed"])
+    talk = speech[plan["target"]].astype(np.float64)
+    if talk.size >= n:
+        start = int(rng.integers(0, talk.size - n + 1))
+        clean = talk[start : start + n]
+    else:
+        clean = np.zeros(n)
+        start = int(rng.integers(0, n - talk.size + 1))
+        clean[start : start + talk.size] = talk
+    clean = clean / _rms(clean) * 10 ** (plan["level_db"] / 20)
+    noise = sum(_render_noise(layer, sources[layer["source"]], n, speech) for layer in plan["noise"])
+    noise = noise / _rms(noise) * _rms(clean) * 10 ** (-plan["snr_db"] / 20)
+    noisy = clean + noise
+    peak = np.abs(noisy).max()
+    if peak > 0.95:  # keep the pair consistent: scale both
+        clean, noisy = clean * 0.95 / peak, noisy * 0.95 / peak
+    return noisy.astype(np.float32), clean.astype(np.float32)
+
+
+# -- the data set ---------------------------------------------------------------------------------
+
+
+def _tool_versions() -> dict[str, str]:
+    espeak = _run(["espeak-ng", "--version"]).split("Data at:")[0].strip()
+    flite = next((ln.strip() for ln in _run(["flite", "--version"], check=False).splitlines() if "version" in ln), "flite")
+    return {"espeak-ng": espeak, "flite": flite}
+
+
+def _items_per_split(minutes: float, segment_seconds: float) -> dict[str, int]:
+    total = max(3, round(minutes * 60 / segment_seconds))
+    n_valid = max(1, round(SPLIT_FRACTIONS[1] * total))
+    n_test = max(1, round(SPLIT_FRACTIONS[2] * total))
+    return {"train": total - n_valid - n_test, "valid": n_valid, "test": n_test}
+
+
+def _utterance_json(u: Utterance) -> dict[str, Any]:
+    return {"voice": u.voice.id, "accent": u.accent, "text": u.text, "rate": u.rate, "pitch": u.pitch}
+
+
+def _complete(out_dir: Path, params: dict[str, Any]) -> bool:
+    manifest = out_dir / "manifest.json"
+    if not manifest.is_file():
+        return False
+    try:
+        existing = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if existing.get("params") != params:
+        return False
+    items = [it for split in existing["splits"].values() for it in split["items"]]
+    return all((out_dir / it[key]).is_file() for it in items for key in ("noisy", "clean"))
+
+
+def generate_dataset(
+    out_dir: str | os.PathLike,
+    minutes: float = 10.0,
+    seed: int = 0,
+    segment_seconds: float = 4.0,
+    progress: bool = True,
+    snr_range_db: tuple[float, float] = (-5.0, 15.0),
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write the default data set (see the module docstring) and return ``out_dir``.
+
+    Args:
+        out_dir: destination folder.
+        minutes: total audio over the three splits (80 / 10 / 10 % of the items; at least one each).
+        seed: fixes the splits, texts, voices, noises and SNRs: the same seed gives identical files.
+        segment_seconds: length of every item.
+        progress: show tqdm progress bars.
+        snr_range_db: SNRs are drawn uniformly from this range.
+        workers: concurrent synthesis processes (default: the number of CPUs).
+        overwrite: also replace split folders in ``out_dir`` that no earlier run of this function
+            made. (A set this function made with other parameters, or left incomplete, is always
+            replaced: it can be made again from its seed.)
+
+    Returns immediately when ``out_dir`` already holds a complete set with the same parameters.
+
+    Raises:
+        RuntimeError: ``espeak-ng`` or ``flite`` is not installed.
+        FileExistsError: ``out_dir`` holds something else and ``overwrite`` is false.
+    """
+    if minutes <= 0 or segment_seconds <= 0:
+        raise ValueError(f"minutes and segment_seconds must be positive, got {minutes} and {segment_seconds}")
+    out_dir = Path(out_dir)
+    voices, accents = available_voices()
+    noises = available_noise_sources()
+    params = {
+        "generator_version": GENERATOR_VERSION,
+        "minutes": float(minutes),
+        "seed": int(seed),
+        "segment_seconds": float(segment_seconds),
+        "snr_range_db": [float(snr_range_db[0]), float(snr_range_db[1])],
+        "sample_rate": SAMPLE_RATE,
+        # What this machine offers decides the set, so a set made with other voices or noises is redone.
+        "voices": [v.id for v in voices],
+        "noise_sources": [s.id for s in noises],
+    }
+    if _complete(out_dir, params):
+        return out_dir
+    _prepare(out_dir, overwrite)
+    with _one_torch_thread():
+        _generate(out_dir, params, voices, accents, noises, progress, workers)
+    return out_dir
+
+
+def _generate(
+    out_dir: Path,
+    params: dict[str, Any],
+    voices: Sequence[Voice],
+    accents: Sequence[str],
+    noises: Sequence[NoiseSource],
+    progress: bool,
+    workers: int | None,
+) -> None:
+    seed, minutes, segment_seconds = params["seed"], params["minutes"], params["segment_seconds"]
+    snr_range_db = tuple(params["snr_range_db"])
+
+    voice_split = _split_by_group(voices, lambda v: v.engine, seed, "voices")
+    noise_split = _split_by_group(noises, lambda s: s.kind, seed, "noise")
+    for name in SPLITS:  # babble: the other speakers of the same split, so never a seen voice
+        noise_split[name].append(NoiseSource("babble", name))
+    sources = {s.id: s for part in noise_split.values() for s in part}
+
+    counts = _items_per_split(minutes, segment_seconds)
+    plans: dict[str, list[dict[str, Any]]] = {}
+    for split_index, name in enumerate(SPLITS):
+        plans[name] = [
+            _plan_item(np.random.default_rng([seed, split_index, i]), voice_split[name], accents, noise_split[name], snr_range_db)
+            for i in range(counts[name])
+        ]
+    wanted = {p["target"] for ps in plans.values() for p in ps}
+    wanted |= {u for ps in plans.values() for p in ps for layer in p["noise"] for u in layer.get("talkers", ())}
+    speech = _synthesise_all(sorted(wanted, key=lambda u: (u.voice.id, u.accent, u.text, u.rate, u.pitch)), workers, progress)
+
+    n = int(round(segment_seconds * SAMPLE_RATE))
+    manifest_splits: dict[str, Any] = {}
+    bar = _progress(sum(counts.values()), progress, "mixing")
+    for name in SPLITS:
+        items = []
+        for i, plan in enumerate(plans[name]):
+            noisy, clean = _render_item(plan, sources, speech, n)
+            stem = f"{name}_{i:05d}.wav"
+            write_wav(out_dir / name / "noisy" / stem, noisy, SAMPLE_RATE, overwrite=True)
+            write_wav(out_dir / name / "clean" / stem, clean, SAMPLE_RATE, overwrite=True)
+            items.append(
+                {
+                    "noisy": f"{name}/noisy/{stem}",
+                    "clean": f"{name}/clean/{stem}",
+                    "speech": _utterance_json(plan["target"]),
+                    "snr_db": plan["snr_db"],
+                    "level_db": plan["level_db"],
+                    "noise": [
+                        {k: ([_utterance_json(u) for u in v] if k == "talkers" else v) for k, v in layer.items() if k != "seed"}
+                        for layer in plan["noise"]
+                    ],
+                }
+            )
+            bar.update(1)
+        manifest_splits[name] = {
+            "voices": [v.id for v in voice_split[name]],
+            "noise_sources": [s.id for s in noise_split[name]],
+            "items": items,
+        }
+    bar.close()
+    manifest = {
+        "params": params,
+        "tools": _tool_versions(),
+        "real_noise": {"package": REAL_NOISE_PACKAGE, "folder": str(REAL_NOISE_DIR), "license": "GPL-2+ (or CC-BY-SA 2.0)"},
+        "accents": list(accents),
+        "splits": manifest_splits,
+    }
+    tmp = out_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out_dir / "manifest.json")  # written last: its presence marks a complete set
+    (out_dir / _MARKER).unlink(missing_ok=True)
+
+
+_MARKER = ".soi-generating"
+
+
+def _prepare(out_dir: Path, overwrite: bool) -> None:
+    """Empty the splits of a previous set we made (complete with other parameters, or interrupted):
+    it is reproducible from its seed. Refuse to touch split folders we did not make."""
+    ours = (out_dir / "manifest.json").is_file() or (out_dir / _MARKER).is_file()
+    present = [p for p in (out_dir / s for s in SPLITS) if p.exists()]
+    if present and not ours and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds {', '.join(p.name for p in present)} but no soi data set manifest; "
+            "choose another folder or pass overwrite=True (--force)"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / _MARKER).write_text("incomplete soi data set; generate_dataset() removes this file when done\n")
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    for p in present:
+        shutil.rmtree(p)
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="item" if desc == "mixing" else "utt", leave=False)
+
+
+def _synthesise_all(utterances: Sequence[Utterance], workers: int | None, progress: bool) -> dict[Utterance, np.ndarray]:
+    """Run the synthesisers concurrently: the work is in the subprocesses, so threads suffice."""
+    workers = workers or os.cpu_count() or 1
+    out: dict[Utterance, np.ndarray] = {}
+    bar = _progress(len(utterances), progress, "speech")
+    try:
+        with tempfile.TemporaryDirectory(prefix="soi-tts-") as tmp, concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            futures = {pool.submit(_synthesise, u, tmp): u for u in utterances}
+            for fut in concurrent.futures.as_completed(futures):
+                out[futures[fut]] = fut.result()
+                bar.update(1)
+    finally:
+        bar.close()
+    return out
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """The resampling is small and the cores are busy synthesising; one thread also makes every
+    float reduction run in the same order on any machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="output folder")
+    parser.add_argument("--minutes", type=float, default=10.0, help="total minutes of audio (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--segment-seconds", type=float, default=4.0, help="seconds per item (default 4)")
+    parser.add_argument("--snr", type=float, nargs=2, default=(-5.0, 15.0), metavar=("LOW", "HIGH"), help="SNR range in dB")
+    parser.add_argument("--workers", type=int, default=None, help="concurrent synthesis processes (default: CPUs)")
+    parser.add_argument("--force", action="store_true", help="replace a different data set in OUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = generate_dataset(
+        args.out,
+        minutes=args.minutes,
+        seed=args.seed,
+        segment_seconds=args.segment_seconds,
+        progress=not args.quiet,
+        snr_range_db=tuple(args.snr),
+        workers=args.workers,
+        overwrite=args.force,
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, split in manifest["splits"].items():
+        print(f"{name}: {len(split['items'])} items, {len(split['voices'])} voices, {len(split['noise_sources'])} noise sources")
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m soi.tasks.speech.generate", description=__doc__.split("\n\n")[0])
+    configure(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""Speech separation with a streaming U-Net: the model, its checkpoints, and whole-file enhancement.
+
+The network works on STFT frames ``(B, 2, T, F)`` (channels ``[real, imag]``)::
+
+    frames --compress |X|^0.3--> U-Net --> complex mask M --> M * X (delayed to the mask) --> frames
+
+:class:`SpectralMasker` is a streaming module over frames, so the same object trains offline (on
+whole spectrograms), streams one hop at a time, and takes any SOI pattern of :class:`soi.models.UNet`.
+:class:`SpeechEnhancer` adds the STFT analysis and synthesis around it for whole waveforms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .stft import (
+    HOP,
+    N_FFT,
+    SAMPLE_RATE,
+    StreamingISTFT,
+    StreamingSTFT,
+    enhance_offline,
+    pad_for_streaming,
+    trim_streamed,
+)
+from ...core.containers import Sequential, Wrapper, _Parallel
+from ...models.unet import UNet, UNetConfig
+from ...core.state import StreamingModule
+
+__all__ = [
+    "PowerLawCompression",
+    "SpectralMasker",
+    "SpeechEnhancer",
+    "save_checkpoint",
+    "load_checkpoint",
+    "default_checkpoint_path",
+    "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "soi-speech-v1"
+
+
+class PowerLawCompression(nn.Module):
+    """``X -> |X|^alpha * X/|X|`` per time-frequency bin: the network sees a compressed dynamic range
+    (speech and noise differ by orders of magnitude across bins). Frame-wise: ``(B, 2, T, F)``."""
+
+    frame_wise = True
+
+    def __init__(self, alpha: float = 0.3, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        # |X|^(alpha-1) = exp((alpha-1)/2 * log(|X|^2 + eps)): a vectorised exp and log cost less
+        # than half a pow (measured 1.3 vs 2.9 us per 513 bins); this runs on every frame.
+        power = x.square().sum(dim=1, keepdim=True).add(self.eps)
+        return x * torch.exp(torch.log(power) * (0.5 * (self.alpha - 1)))
+
+
+class _ApplyMask(_Parallel):
+    """Branches ``[identity, mask network]``: the input frames, delayed to the mask's look-ahead,
+    times the complex mask."""
+
+    def __init__(self, mask_net: nn.Module) -> None:
+        super().__init__([nn.Identity(), mask_net])
+
+    def _combine(self, outputs: list[Tensor]) -> Tensor:
+        x, m = outputs
+        if x.shape != m.shape:
+            raise ValueError(f"mask shape {tuple(m.shape)} does not match the frames {tuple(x.shape)}")
+        real = x[:, :1] * m[:, :1] - x[:, 1:] * m[:, 1:]
+        imag = x[:, :1] * m[:, 1:] + x[:, 1:] * m[:, :1]
+        return torch.cat([real, imag], dim=1)
+
+
+class SpectralMasker(Wrapper):
+    """Complex-mask speech separation over STFT frames: ``(B, 2, T, F)`` -> ``(B, 2, T, F)``.
+
+    Args:
+        config: the U-Net; ``in_channels`` and ``out_channels`` must be 2 (real, imaginary).
+        pattern: the SOI pattern (``"STMC"``, ``"S-CC 2"``, ``"SS-CC 5"``, ...).
+        compression: exponent of the input's magnitude compression.
+        unet_kwargs: passed on to :class:`soi.models.UNet` (``upsampler``, ``strided_mode``).
+    """
+
+    def __init__(self, config: UNetConfig, pattern: str = "STMC", compression: float = 0.3, **unet_kwargs: Any) -> None:
+        super().__init__()
+        if config.in_channels != 2 or config.out_channels != 2:
+            raise ValueError(
+                f"SpectralMasker needs a U-Net with 2 input and 2 output channels (real, imaginary), "
+                f"got in_channels={config.in_channels}, out_channels={config.out_channels}"
+            )
+        self.config = config
+        self.pattern = pattern
+        self.compression = compression
+        self.unet_kwargs = dict(unet_kwargs)
+        self.body = _ApplyMask(Sequential(PowerLawCompression(compression), UNet(config, pattern=pattern, **unet_kwargs)))
+
+    @property
+    def unet(self) -> UNet:
+        return self.body.branches[1][1]
+
+    @property
+    def inner(self) -> StreamingModule:
+        return self.body
+
+    @property
+    def stride(self) -> int:
+        return 1
+
+
+class SpeechEnhancer(nn.Module):
+    """Waveform in, waveform out: STFT analysis, :class:`SpectralMasker`, overlap-add synthesis.
+
+    ``forward(wave (B, N)) -> (B, N)`` is the offline path, aligned sample for sample with the input;
+    :meth:`enhance_streaming` feeds the same signal hop by hop and returns the same samples.
+    """
+
+    def __init__(self, masker: SpectralMasker, n_fft: int = N_FFT, hop: int = HOP, sample_rate: int = SAMPLE_RATE) -> None:
+        super().__init__()
+        if masker.config.freq_bins != n_fft // 2 + 1:
+            raise ValueError(f"the U-Net expects {masker.config.freq_bins} frequency bins but n_fft={n_fft} gives {n_fft // 2 + 1}")
+        self.masker = masker
+        self.n_fft = n_fft
+        self.hop = hop
+        self.sample_rate = sample_rate
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency: the STFT pair (``n_fft - hop``) plus the network's look-ahead."""
+        return self.n_fft - self.hop + self.masker.delay * self.hop
+
+    def forward(self, wave: Tensor) -> Tensor:
+        return enhance_offline(wave, self.masker, self.n_fft, self.hop, self.masker.delay)
+
+    def enhance_streaming(self, wave: Tensor, chunk_frames: int = 1, hop_times: list[float] | None = None) -> Tensor:
+        """Stream ``wave`` ``(B, N)`` or ``(N,)`` through analysis, the masker and synthesis,
+        ``chunk_frames`` hops at a time, as a real-time device would; returns the same samples as
+        :meth:`forward`. If ``hop_times`` is given, the wall time of every chunk (arrival to output,
+        in seconds) is appended to it."""
+        x = wave if wave.dim() == 2 else wave.unsqueeze(0)
+        analysis = StreamingSTFT(self.n_fft, self.hop, self.sample_rate)
+        synthesis = StreamingISTFT(self.n_fft, self.hop, self.sample_rate)
+        a_state = analysis.init_state(x.shape[0], x.device, x.dtype)
+        m_state = self.masker.init_state(x.shape[0], x.device, x.dtype)
+        s_state = synthesis.init_state(x.shape[0], x.device, x.dtype)
+        padded = pad_for_streaming(x, self.n_fft, self.hop, self.masker.delay)
+        size = chunk_frames * self.hop
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, padded.shape[-1], size):
+                t0 = time.perf_counter()
+                frames, a_state = analysis.step(padded[:, start : start + size], a_state)
+                frames, m_state = self.masker.step(frames, m_state)
+                samples, s_state = synthesis.step(frames, s_state)
+                if hop_times is not None:
+                    hop_times.append(time.perf_counter() - t0)
+                outputs.append(samples)
+        out = trim_streamed(torch.cat(outputs, dim=1), x.shape[-1], self.n_fft, self.hop)
+        return out if wave.dim() == 2 else out[0]
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+
+def default_checkpoint_path() -> Path:
+    """The small trained checkpoint shipped with the package."""
+    return Path(__file__).resolve().parents[2] / "assets" / "speech_small_stmc.pt"
+
+
+def save_checkpoint(path: str | Path, enhancer: SpeechEnhancer, extra: dict[str, Any] | None = None) -> None:
+    """Write a self-describing checkpoint: model config, pattern, STFT parameters and weights.
+
+    Written to a temporary file first and renamed, so an interrupted save never leaves a broken file.
+    """
+    m = enhancer.masker
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "unet_config": dataclasses.asdict(m.config),
+        "pattern": m.pattern,
+        "unet_kwargs": m.unet_kwargs,
+        "compression": m.compression,
+        "stft": {"n_fft": enhancer.n_fft, "hop": enhancer.hop, "sample_rate": enhancer.sample_rate},
+        "state_dict": {k: v.detach().cpu() for k, v in enhancer.state_dict().items()},
+        "extra": extra or {},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path | None = None, pattern: str | None = None, map_location: str = "cpu") -> tuple[SpeechEnhancer, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint` (the shipped one if ``path`` is None).
+
+    Returns ``(enhancer in eval mode, extra metadata)``. ``pattern`` overrides the SOI pattern the
+    weights were trained with (the weights then load only if the layers match, e.g. not across a
+    change of upsampler).
+    """
+    path = Path(path) if path is not None else default_checkpoint_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a readable soi checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a soi speech checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
+    masker = SpectralMasker(config, pattern or payload["pattern"], payload["compression"], **payload["unet_kwargs"])
+    enhancer = SpeechEnhancer(masker, **payload["stft"])
+    enhancer.load_state_dict(payload["state_dict"])
+    return enhancer.eval(), dict(payload.get("extra", {}), pattern=payload["pattern"])
