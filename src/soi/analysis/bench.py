@@ -144,17 +144,17 @@ def layer_gemm_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[tupl
     for m in model.modules():
         if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
             hooks.append(m.register_forward_hook(hook))
-    # _op is not a forward; record the window shapes through the ops instead
+    # window_op is not a forward; record the window shapes through the ops instead
     originals = {}
     for m in model.modules():
         if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
-            originals[m] = m._op
+            originals[m] = m.window_op
 
-            def wrapped(window, m=m, f=m._op):
+            def wrapped(window, m=m, f=m.window_op):
                 shapes[id(m)] = tuple(window.shape)
                 return f(window)
 
-            m._op = wrapped
+            m.window_op = wrapped
     try:
         with torch.no_grad():
             x = torch.zeros(input_shape, dtype=next(model.parameters()).dtype)
@@ -163,7 +163,7 @@ def layer_gemm_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[tupl
         for h in hooks:
             h.remove()
         for m in originals:
-            del m._op
+            del m.window_op
     names = {id(m): n for n, m in model.named_modules()}
     for m in model.modules():
         if id(m) not in shapes:
@@ -171,13 +171,13 @@ def layer_gemm_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[tupl
         window = shapes[id(m)]
         rest = window[3:]
         if isinstance(m, STMCConvTransposeNd):
-            f_out = m._out_frame_size(tuple(rest))
+            f_out = m.out_frame_size(tuple(rest))
             # (C_out*taps, C_in) @ (C_in, F_in): every input position meets every tap (col2im after)
             n = math.prod(rest)
             k = m.in_channels // m.groups
             mm = m.out_channels * math.prod(m.kernel_size)
         else:
-            f_out = m._out_frame_size(tuple(rest))
+            f_out = m.out_frame_size(tuple(rest))
             n = math.prod(f_out)
             k = (m.in_channels // m.groups) * math.prod(m.kernel_size)
             mm = m.out_channels

@@ -41,20 +41,16 @@ import json
 import math
 import sys
 import types
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache, reduce
+from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..core.containers import Concat, DelayLine, FrameWise, Residual, Sequential, _Parallel
-from ..layers.conv import STMCConvNd
-from ..layers.conv_transpose import STMCConvTransposeNd
-from ..layers.pooling import CumulativeAvgPool, _STMCPoolNd
-from ..scattered.blocks import SC, SCCPair, Shift, STMCStridedPair
 from ..core.state import StreamingModule, state_tensors
+from ..core.timing import Clock, Work, axis_taps, conv_macs
 
 __all__ = [
     "Work",
@@ -112,51 +108,6 @@ PAPER_TABLES: dict[str, tuple[float, float, float | None]] = {
 
 
 # ==================================================================================================
-# What counts as a real multiplication
-# ==================================================================================================
-
-
-@lru_cache(maxsize=4096)
-def axis_taps(
-    size: int, kernel: int, stride: int, padding: int, dilation: int, transposed: bool, output_padding: int = 0
-) -> tuple[int, int, int]:
-    """One axis of a convolution: ``(output size, real taps, dense taps)``.
-
-    *Real taps*: (output position, kernel tap) pairs whose input is a real element, i.e. not zero
-    padding and, for a transposed convolution, not an inserted zero nor landing in a cropped output.
-    *Dense taps*: every output position times the kernel (the equivalent direct convolution over the
-    padded, zero-inserted input).
-    """
-    if transposed:
-        out = (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
-        real = sum(1 for x in range(size) for i in range(kernel) if 0 <= x * stride - padding + i * dilation < out)
-    else:
-        out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-        real = sum(1 for o in range(out) for i in range(kernel) if 0 <= o * stride - padding + i * dilation < size)
-    return out, real, out * kernel
-
-
-def _conv_macs(
-    in_sizes: Sequence[int],
-    w_shape: Sequence[int],
-    stride: Sequence[int],
-    padding: Sequence[int],
-    dilation: Sequence[int],
-    transposed: bool,
-    output_padding: Sequence[int],
-    dense: bool,
-) -> int:
-    """MACs of one convolution for one batch element (``w_shape`` as torch: conv ``(C_out, C_in/g,
-    k...)``, transposed ``(C_in, C_out/g, k...)``; either way ``w[0]*w[1]`` channel pairs)."""
-    total = w_shape[0] * w_shape[1]
-    for ax, k in enumerate(w_shape[2:]):
-        op = output_padding[ax] if transposed else 0
-        _, real, dense_taps = axis_taps(in_sizes[ax], k, stride[ax], padding[ax], dilation[ax], transposed, op)
-        total *= dense_taps if dense else real
-    return total
-
-
-# ==================================================================================================
 # Run-time counter
 # ==================================================================================================
 
@@ -165,7 +116,7 @@ def _flop_conv(dense: bool):
     def formula(x_shape, w_shape, _bias, stride, padding, dilation, transposed, output_padding=None, *args, out_shape=None, **kwargs) -> int:
         nd = len(w_shape) - 2
         output_padding = output_padding if output_padding is not None else [0] * nd
-        macs = _conv_macs(x_shape[2:], w_shape, stride, padding, dilation, transposed, output_padding, dense)
+        macs = conv_macs(x_shape[2:], w_shape, stride, padding, dilation, transposed, output_padding, dense)
         return 2 * x_shape[0] * macs  # the registry's unit is FLOPs = 2 x MACs
 
     return formula
@@ -239,155 +190,20 @@ def measure_steps(
 # ==================================================================================================
 
 
-@dataclass
-class Work:
-    """A layer that multiplies, and when it runs.
-
-    Attributes:
-        path: the layer's name in the model.
-        kind: ``"conv"``, ``"conv_transpose"``, ``"linear"`` or ``"upsample"``.
-        macs: MACs per run (one output frame, one stream).
-        period: it runs every ``period`` input frames of the model ...
-        offset: ... from input frame ``offset`` on.
-        precomputed: it runs in ``prepare`` (needs only past frames).
-        base_period: its period in the same network without SOI (no S-CC compression).
-    """
-
-    path: str
-    kind: str
-    macs: int
-    period: int
-    offset: int
-    precomputed: bool
-    base_period: int = 1
-
-    def fires(self, t: int) -> bool:
-        return t >= self.offset and (t - self.offset) % self.period == 0
-
-
-@dataclass
-class _Ctx:
-    offset: int = 0
-    scale: int = 1
-    base_scale: int = 1
-    precomputed: bool = False
-    in_pair: bool = False
-
-
-def _names(model: nn.Module) -> dict[int, str]:
-    return {id(m): name for name, m in model.named_modules() if name}
-
-
-def analyze(
-    model: StreamingModule, input_shape: Sequence[int] | None = None, dense: bool = False
-) -> list[Work]:
-    """The :class:`Work` items of ``model`` for input frames of shape ``input_shape = (C, *frame)``
-    (a :class:`~soi.models.UNet` knows its own)."""
+def analyze(model: StreamingModule, input_shape: Sequence[int] | None = None, dense: bool = False) -> list[Work]:
+    """The :class:`~soi.core.timing.Work` items of ``model`` for input frames of shape
+    ``input_shape = (C, *frame)`` (default: what the model declares), each named by its path in
+    the model. Every module reports its own work (:meth:`~soi.StreamingModule.works`); this only
+    names them."""
     if input_shape is None:
-        input_shape = getattr(model, "input_frame_shape", None) or _guess_input_shape(model)
-    names = _names(model)
-    works: list[Work] = []
-    root = getattr(model, "graph", model)
-    _walk(root, tuple(input_shape), _Ctx(), names, works, dense, "")
+        input_shape = model.input_frame_shape
+        if input_shape is None:
+            raise ValueError("cost: cannot tell the input frame shape of this model; pass input_shape=(C, *frame_size)")
+    _, works = model.works(tuple(input_shape), Clock(), dense)
+    names = model.layer_names()
+    for w in works:
+        w.path = names.get(id(w.module), type(w.module).__name__)
     return works
-
-
-def _guess_input_shape(model: nn.Module) -> tuple[int, ...]:
-    for m in model.modules():
-        if isinstance(m, (STMCConvNd, STMCConvTransposeNd)) and m.in_channels is not None and m.frame_size is not None:
-            return (m.in_channels, *m.frame_size)
-    raise ValueError("cost: cannot tell the input frame shape of this model; pass input_shape=(C, *frame_size)")
-
-
-def _name(m: nn.Module, names: dict[int, str], fallback: str) -> str:
-    return names.get(id(m), fallback)
-
-
-def _walk(
-    m: nn.Module, shape: tuple[int, ...], ctx: _Ctx, names: dict[int, str], works: list[Work], dense: bool, path: str
-) -> tuple[int, ...]:
-    """Append the work items of ``m`` (input frame shape ``shape``) and return its output frame shape."""
-    path = _name(m, names, path)
-    channels, frame = shape[0], tuple(shape[1:])
-
-    def add(kind: str, macs: int, period: int, offset: int, base_period: int) -> None:
-        if macs:
-            works.append(Work(path, kind, macs, period, offset, ctx.precomputed, base_period))
-
-    if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
-        kind, macs = _window_macs(m, frame, dense)
-        s = m.time_stride
-        add(kind, macs, ctx.scale * s, ctx.offset, ctx.base_scale * (1 if ctx.in_pair else s))
-        return (m.out_channels, *m._out_frame_size(frame))
-    if isinstance(m, (_STMCPoolNd, DelayLine, Shift)):
-        return (channels, *m._out_frame_size(frame))
-    if isinstance(m, FrameWise):
-        if isinstance(m.module, nn.Linear):
-            add("linear", m.module.in_features * m.module.out_features * math.prod(frame), ctx.scale, ctx.offset, ctx.base_scale)
-            return (m.module.out_features, *frame)
-        return shape
-    if isinstance(m, CumulativeAvgPool):
-        return shape
-    if isinstance(m, Sequential):
-        for i, child in enumerate(m.layers):
-            shape = _walk(child, shape, ctx, names, works, dense, f"{path}.{i}")
-            ctx = _Ctx(
-                ctx.offset + ctx.scale * child.delay,
-                ctx.scale * child.stride,
-                ctx.base_scale * (1 if ctx.in_pair else child.stride),
-                ctx.precomputed,
-                ctx.in_pair,
-            )
-        return shape
-    if isinstance(m, _Parallel):
-        outs = [_walk(p, shape, ctx, names, works, dense, f"{path}.{i}") for i, p in enumerate(m._paths())]
-        if isinstance(m, Concat):
-            return (sum(o[0] for o in outs), *outs[0][1:])
-        if isinstance(m, Residual):
-            return outs[0]
-        raise TypeError(f"cost: unknown parallel container {type(m).__name__}")
-    if isinstance(m, SCCPair):
-        inner_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed, True)
-        elem = _walk(m.inner, shape, inner_ctx, names, works, dense, f"{path}.inner")
-        up = m.upsampler
-        path = _name(up, names, f"{path}.upsampler")
-        add("upsample", up.macs_per_output(elem[0], elem[1:]), ctx.scale, ctx.offset + ctx.scale * m.delay, ctx.base_scale)
-        return (up.out_channels or elem[0], *elem[1:])
-    if isinstance(m, STMCStridedPair):
-        # every frame aligned: the strided layer and the body run at every input frame
-        inner_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed, True)
-        down = m.down
-        if isinstance(down, (STMCConvNd, STMCConvTransposeNd)):
-            kind, macs = _window_macs(down, frame, dense)
-            if macs:
-                works.append(Work(_name(down, names, f"{path}.inner.0"), kind, macs, ctx.scale, ctx.offset, ctx.precomputed, ctx.base_scale))
-            shape_d = (down.out_channels, *down._out_frame_size(frame))
-        else:
-            shape_d = (channels, *down._out_frame_size(frame))
-        elem = _walk(m._body, shape_d, inner_ctx, names, works, dense, f"{path}.inner")
-        up = m.upsampler
-        path = _name(up, names, f"{path}.upsampler")
-        add("upsample", up.macs_per_output(elem[0], elem[1:], aligned=True), ctx.scale, ctx.offset, ctx.base_scale)
-        return (up.out_channels or elem[0], *elem[1:])
-    if isinstance(m, SC):
-        body_ctx = _Ctx(ctx.offset, ctx.scale, ctx.base_scale, ctx.precomputed or m.deferrable, ctx.in_pair)
-        return _walk(m.body, shape, body_ctx, names, works, dense, f"{path}.body")
-    if isinstance(getattr(m, "graph", None), StreamingModule):
-        return _walk(m.graph, shape, ctx, names, works, dense, path)
-    raise TypeError(
-        f"cost: do not know how to count {type(m).__name__} at {path or 'the root'}; "
-        "supported: STMC conv/tSTMC/pooling, FrameWise, Sequential, Concat, Residual, SCCPair, STMCStridedPair, SC, Shift"
-    )
-
-
-def _window_macs(m: STMCConvNd | STMCConvTransposeNd, frame: tuple[int, ...], dense: bool) -> tuple[str, int]:
-    """Kind and MACs of one output frame of an STMC convolution / tSTMC (every time tap is real)."""
-    transposed = isinstance(m, STMCConvTransposeNd)
-    op = m.output_padding if transposed else (0,) * len(frame)
-    w_shape = tuple(m.weight.shape)
-    macs = w_shape[0] * w_shape[1] * m.time_kernel
-    macs *= _conv_macs(frame, (1, 1, *w_shape[3:]), m.conv_stride[1:], m.padding, m.dilation[1:], transposed, op, dense)
-    return ("conv_transpose" if transposed else "conv"), macs
 
 
 def schedule(works: Sequence[Work], steps: int, start: int = 0) -> list[StepMacs]:
@@ -458,9 +274,13 @@ class CostReport:
     def by_layer(self) -> list[dict[str, Any]]:
         """Per layer: average MMAC/s and whether it is precomputable."""
         return [
-            {**asdict(w), "mmac_per_s": w.macs / w.period * self.frame_rate / 1e6}
+            {
+                "path": w.path, "kind": w.kind, "macs": w.macs, "period": w.period, "offset": w.offset,
+                "precomputed": w.precomputed, "base_period": w.base_period,
+                "mmac_per_s": w.macs / w.period * self.frame_rate / 1e6,
+            }
             for w in self.works
-        ]
+        ]  # fmt: skip
 
 
 def cost(

@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .state import State, StreamingModule
+from .timing import Clock, FrameShape, Timing, Work
 from .window import DelayWindow
 
 __all__ = [
@@ -80,6 +82,28 @@ class FrameWise(StreamingModule):
             raise TypeError(f"FrameWise: {problem}")
         self.module = module
 
+    @property
+    def work_kind(self) -> str:  # type: ignore[override]
+        return "linear" if isinstance(self.module, nn.Linear) else "op"
+
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        m = self.module
+        if isinstance(m, ChannelLinear):
+            return (m.out_features, *shape[1:])
+        if isinstance(m, nn.Linear):
+            return (*shape[:-1], m.out_features)
+        if isinstance(m, nn.GLU):
+            return (shape[0] // 2, *shape[1:])
+        return shape
+
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        m = self.module
+        if isinstance(m, ChannelLinear):
+            return m.in_features * m.out_features * math.prod(shape[1:])
+        if isinstance(m, nn.Linear):
+            return m.in_features * m.out_features * math.prod(shape[:-1])
+        return 0
+
     def init_state(self, batch_size: int, device=None, dtype=None) -> EmptyState:
         return EmptyState(**self._new_state_args(batch_size))
 
@@ -114,8 +138,9 @@ class DelayLine(DelayWindow):
     returns its input unchanged.
     """
 
-    def __init__(self, frames: int) -> None:
-        super().__init__(None, None, frames + 1, 1, 1, lookahead=frames)
+    def __init__(self, frames: int, channels: int | None = None, frame_size: Sequence[int] | None = None) -> None:
+        super().__init__(None, channels, frames + 1, 1, 1, lookahead=frames)
+        self.frame_size = tuple(int(v) for v in frame_size) if frame_size is not None else None
 
     def extra_repr(self) -> str:
         return f"frames={self.lookahead}"
@@ -131,10 +156,26 @@ def as_streaming(module: nn.Module) -> nn.Module:
     return module
 
 
-def _require_streaming(owner: str, children: Iterable[tuple[str, nn.Module]]) -> None:
+def _not_streaming(owner: str, children: Iterable[tuple[str, nn.Module]]) -> str | None:
     raw = [f"{name} ({type(m).__name__})" for name, m in children if not isinstance(m, StreamingModule)]
     if raw:
-        raise TypeError(f"{owner}: these children are not streaming modules: {', '.join(raw)}; convert the model with soi.convert()")
+        return f"{owner}: these children are not streaming modules: {', '.join(raw)}; convert the model with soi.convert()"
+    return None
+
+
+class _Container(StreamingModule):
+    """A streaming module made of children: its timing is composed from theirs once, at
+    construction (:meth:`_compose`). Children that do not stream yet (before :func:`soi.convert`)
+    leave it without timing: using it then says which children to convert."""
+
+    _timing: Timing | None = None
+    _problem: str | None = None
+
+    @property
+    def timing(self) -> Timing:  # type: ignore[override]
+        if self._timing is None:
+            raise TypeError(self._problem or f"{type(self).__name__}: no timing")
+        return self._timing
 
 
 @dataclass
@@ -142,16 +183,25 @@ class SequentialState(State):
     children: tuple[State, ...]
 
 
-class Sequential(StreamingModule):
+class Sequential(_Container):
     """Chain of streaming modules, like ``torch.nn.Sequential``.
 
     Timing composes: ``delay = d1 + s1*d2 + ...``, ``stride = s1*s2*...``,
     ``receptive_field = r1 + s1*(r2-1) + s1*s2*(r3-1) + ...``.
+
+    A layer that returns no frame for a chunk (a time-strided layer between its output frames)
+    ends the chain for that call: the layers after it are not called, and the chain returns an
+    empty chunk of its output shape. A chunk of no frames given to the chain itself goes through
+    every layer (that is how lazily sized states get their size).
     """
 
     def __init__(self, *modules: nn.Module) -> None:
         super().__init__()
         self.layers = nn.ModuleList(as_streaming(m) for m in modules)
+        self._empty_shapes: dict[tuple, FrameShape] = {}
+        self._problem = _not_streaming(type(self).__name__, ((f"layers.{i}", m) for i, m in enumerate(self.layers)))
+        if self._problem is None:
+            self._timing = Timing.chain(m.timing for m in self.layers)
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -162,42 +212,50 @@ class Sequential(StreamingModule):
     def __iter__(self):
         return iter(self.layers)
 
-    def _streaming_layers(self) -> list[StreamingModule]:
-        _require_streaming(type(self).__name__, ((f"layers.{i}", m) for i, m in enumerate(self.layers)))
-        return list(self.layers)
-
     @property
-    def receptive_field(self) -> int:
-        rf, scale = 1, 1
-        for m in self._streaming_layers():
-            rf += scale * (m.receptive_field - 1)
-            scale *= m.stride
-        return rf
+    def input_frame_shape(self) -> FrameShape | None:
+        return next((m.input_frame_shape for m in self.layers[:1] if isinstance(m, StreamingModule)), None)
 
-    @property
-    def delay(self) -> int:
-        d, scale = 0, 1
-        for m in self._streaming_layers():
-            d += scale * m.delay
-            scale *= m.stride
-        return d
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        for m in self.layers:
+            shape = m.out_shape(shape)
+        return shape
 
-    @property
-    def stride(self) -> int:
-        return math.prod(m.stride for m in self._streaming_layers())
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        out: list[Work] = []
+        for m in self.layers:
+            shape, w = m.works(shape, clock, dense)
+            out.extend(w)
+            clock = clock.after(m.timing)
+        return shape, out
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> SequentialState:
+        self.timing  # noqa: B018 - raises if a child does not stream
         return SequentialState(
             **self._new_state_args(batch_size),
-            children=tuple(m.init_state(batch_size, device, dtype) for m in self._streaming_layers()),
+            children=tuple(m.init_state(batch_size, device, dtype) for m in self.layers),
         )
+
+    def _empty_after(self, i: int, x: Tensor) -> Tensor:
+        """What layers ``i..`` return for the empty chunk ``x``, without calling them."""
+        key = (i, tuple(x.shape[1:]))
+        shape = self._empty_shapes.get(key)
+        if shape is None:
+            shape = tuple(x.shape[1:2]) + tuple(x.shape[3:])
+            for m in self.layers[i:]:
+                shape = m.out_shape(shape)
+            self._empty_shapes[key] = shape
+        return x.new_zeros((x.shape[0], shape[0], 0, *shape[1:]))
 
     def step(self, x: Tensor, state: SequentialState) -> tuple[Tensor, SequentialState]:
         self._check_state(x, state)
-        new = []
-        for m, s in zip(self.layers, state.children):
-            x, s = m.step(x, s)
-            new.append(s)
+        new = list(state.children)
+        given = x.shape[2]
+        for i, m in enumerate(self.layers):
+            if given and not x.shape[2]:
+                x = self._empty_after(i, x)
+                break
+            x, new[i] = m.step(x, new[i])
         return x, SequentialState(state.owner, state.batch_size, tuple(new))
 
     def prepare(self, state: SequentialState) -> SequentialState:
@@ -218,82 +276,122 @@ class Sequential(StreamingModule):
         return tail, SequentialState(state.owner, state.batch_size, tuple(new))
 
 
-class _Parallel(StreamingModule):
-    """Branches on the same input, aligned to the largest delay, combined frame by frame."""
+@dataclass
+class ParallelState(State):
+    """State of a parallel container: one per branch, and one per alignment delay."""
+
+    children: tuple[State, ...]
+    align: tuple[State, ...]
+
+
+class _Parallel(_Container):
+    """Branches on the same input, aligned to the largest delay, combined frame by frame.
+
+    A branch with less look-ahead than the slowest one is followed by a :class:`DelayLine`
+    (registered in :attr:`align`, built once at construction).
+    """
 
     def __init__(self, branches: Iterable[nn.Module]) -> None:
         super().__init__()
         self.branches = nn.ModuleList(as_streaming(b) for b in branches)
-        self._aligned: nn.ModuleList | None = None
+        self.align = nn.ModuleList()
+        self._align_of: tuple[int, ...] = ()
+        self._problem = _not_streaming(type(self).__name__, ((f"branches.{i}", b) for i, b in enumerate(self.branches)))
+        if self._problem is not None:
+            return
+        strides = {b.stride for b in self.branches}
+        if len(strides) > 1:
+            raise ValueError(f"{type(self).__name__}: branches have different time strides {sorted(strides)}")
+        stride = strides.pop()
+        delays = [b.delay for b in self.branches]
+        index = []
+        timings = []
+        for b, d in zip(self.branches, delays):
+            lag = max(delays) - d
+            if lag % stride:
+                raise ValueError(f"{type(self).__name__}: cannot align delays {delays} at stride {stride}")
+            if lag:
+                index.append(len(self.align))
+                self.align.append(DelayLine(lag // stride))
+                timings.append(b.timing.then(self.align[-1].timing))
+            else:
+                index.append(-1)
+                timings.append(b.timing)
+        self._align_of = tuple(index)
+        self._timing = Timing(max(t.receptive_field for t in timings), max(delays), stride)
 
     def _combine(self, outputs: list[Tensor]) -> Tensor:
         raise NotImplementedError
 
-    def _paths(self) -> nn.ModuleList:
-        """Each branch followed by the delay that aligns it with the slowest one (built once)."""
-        if self._aligned is None:
-            _require_streaming(type(self).__name__, ((f"branches.{i}", b) for i, b in enumerate(self.branches)))
-            strides = {b.stride for b in self.branches}
-            if len(strides) > 1:
-                raise ValueError(f"{type(self).__name__}: branches have different time strides {sorted(strides)}")
-            stride = strides.pop()
-            delays = [b.delay for b in self.branches]
-            paths = []
-            for b, d in zip(self.branches, delays):
-                lag = max(delays) - d
-                if lag % stride:
-                    raise ValueError(f"{type(self).__name__}: cannot align delays {delays} at stride {stride}")
-                paths.append(Sequential(b, DelayLine(lag // stride)) if lag else b)
-            # Not registered as submodules: the branches are, and the delay lines have no weights.
-            object.__setattr__(self, "_aligned", paths)
-        return self._aligned
-
-    def _apply(self, fn, recurse=True):
-        object.__setattr__(self, "_aligned", None)  # rebuilt lazily after .to()/.double()
-        return super()._apply(fn, recurse)
+    def _combine_shapes(self, shapes: list[FrameShape]) -> FrameShape:
+        """Output frame shape for the branches' output shapes (elementwise combinations: the first)."""
+        return shapes[0]
 
     @property
-    def receptive_field(self) -> int:
-        return max(p.receptive_field for p in self._paths())
+    def input_frame_shape(self) -> FrameShape | None:
+        return next((b.input_frame_shape for b in self.branches if b.input_frame_shape is not None), None)
 
-    @property
-    def delay(self) -> int:
-        return max(b.delay for b in self.branches)
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self._combine_shapes([b.out_shape(shape) for b in self.branches])
 
-    @property
-    def stride(self) -> int:
-        return self._paths()[0].stride
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        shapes, out = [], []
+        for b in self.branches:
+            s, w = b.works(shape, clock, dense)
+            shapes.append(s)
+            out.extend(w)
+        return self._combine_shapes(shapes), out
 
-    def init_state(self, batch_size: int, device=None, dtype=None) -> SequentialState:
-        return SequentialState(
+    def init_state(self, batch_size: int, device=None, dtype=None) -> ParallelState:
+        self.timing  # noqa: B018 - raises if a branch does not stream
+        return ParallelState(
             **self._new_state_args(batch_size),
-            children=tuple(p.init_state(batch_size, device, dtype) for p in self._paths()),
+            children=tuple(b.init_state(batch_size, device, dtype) for b in self.branches),
+            align=tuple(d.init_state(batch_size, device, dtype) for d in self.align),
         )
 
-    def step(self, x: Tensor, state: SequentialState) -> tuple[Tensor, SequentialState]:
+    def _outputs(self, ys: list[Tensor | None], state: ParallelState) -> tuple[list[Tensor | None], tuple[State, ...]]:
+        """The branch outputs through their alignment delays."""
+        align = list(state.align)
+        for i, a in enumerate(self._align_of):
+            if a >= 0 and ys[i] is not None:
+                ys[i], align[a] = self.align[a].step(ys[i], align[a])
+        return ys, tuple(align)
+
+    def step(self, x: Tensor, state: ParallelState) -> tuple[Tensor, ParallelState]:
         self._check_state(x, state)
-        outs, new = [], []
-        for p, s in zip(self._paths(), state.children):
-            y, s = p.step(x, s)
-            outs.append(y)
+        ys, new = [], []
+        for b, s in zip(self.branches, state.children):
+            y, s = b.step(x, s)
+            ys.append(y)
             new.append(s)
-        return self._combine(outs), SequentialState(state.owner, state.batch_size, tuple(new))
+        ys, align = self._outputs(ys, state)
+        return self._combine(ys), ParallelState(state.owner, state.batch_size, tuple(new), align)
 
-    def prepare(self, state: SequentialState) -> SequentialState:
-        return SequentialState(state.owner, state.batch_size, tuple(p.prepare(s) for p, s in zip(self._paths(), state.children)))
+    def prepare(self, state: ParallelState) -> ParallelState:
+        children = tuple(b.prepare(s) for b, s in zip(self.branches, state.children))
+        return dataclasses.replace(state, children=children)
 
-    def flush(self, state: SequentialState) -> tuple[Tensor | None, SequentialState]:
-        outs, new = [], []
-        for p, s in zip(self._paths(), state.children):
-            y, s = p.flush(s)
-            outs.append(y)
+    def flush(self, state: ParallelState) -> tuple[Tensor | None, ParallelState]:
+        ys, new = [], []
+        for b, s in zip(self.branches, state.children):
+            y, s = b.flush(s)
+            ys.append(y)
             new.append(s)
-        if all(o is None for o in outs):
+        ys, align = self._outputs(ys, state)
+        tails = []
+        for i, a in enumerate(self._align_of):
+            tail = None
+            if a >= 0:
+                tail, align_a = self.align[a].flush(align[a])
+                align = (*align[:a], align_a, *align[a + 1 :])
+            y = ys[i]
+            tails.append(tail if y is None else y if tail is None else torch.cat([y, tail], dim=2))
+        if all(t is None for t in tails):
             return None, state
-        if any(o is None for o in outs):
+        if any(t is None for t in tails):
             raise RuntimeError("internal: aligned branches owe different numbers of frames")
-        return self._combine(outs), SequentialState(state.owner, state.batch_size, tuple(new))
-
+        return self._combine(tails), ParallelState(state.owner, state.batch_size, tuple(new), align)
 
 class Concat(_Parallel):
     """Runs every branch on the input and concatenates the outputs along channels (a U-Net skip).
@@ -310,6 +408,9 @@ class Concat(_Parallel):
         if any(o.shape[0] != ref.shape[0] or o.shape[2:] != ref.shape[2:] for o in outputs[1:]):
             raise ValueError(f"Concat: branch outputs differ outside the channel axis: {[tuple(o.shape) for o in outputs]}")
         return torch.cat(outputs, dim=1)
+
+    def _combine_shapes(self, shapes: list[FrameShape]) -> FrameShape:
+        return (sum(s[0] for s in shapes), *shapes[0][1:])
 
 
 class Residual(_Parallel):
@@ -342,16 +443,18 @@ class Wrapper(StreamingModule):
         raise NotImplementedError
 
     @property
-    def receptive_field(self) -> int:
-        return self.inner.receptive_field
+    def timing(self) -> Timing:  # type: ignore[override]
+        return self.inner.timing
 
     @property
-    def delay(self) -> int:
-        return self.inner.delay
+    def input_frame_shape(self) -> FrameShape | None:
+        return self.inner.input_frame_shape
 
-    @property
-    def stride(self) -> int:
-        return self.inner.stride
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self.inner.out_shape(shape)
+
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        return self.inner.works(shape, clock, dense)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> State:
         return self.inner.init_state(batch_size, device, dtype)

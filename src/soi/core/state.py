@@ -27,11 +27,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .timing import Clock, FrameShape, Timing, Work
+
 __all__ = [
     "State",
     "StreamingModule",
+    "state_leaves",
+    "map_state",
     "state_tensors",
     "replace_state_tensors",
+    "schedule_key",
 ]
 
 _tokens = itertools.count(1)
@@ -50,10 +55,44 @@ class State:
     batch_size: int
 
 
-def _fields(state: State) -> Iterator[tuple[str, Any]]:
+def _fields(state: State, static: bool = False) -> Iterator[tuple[str, Any]]:
     for f in dataclasses.fields(state):
-        if f.name not in ("owner", "batch_size"):
+        if f.name != "owner" and (static or f.name != "batch_size"):
             yield f.name, getattr(state, f.name)
+
+
+def state_leaves(state: Any, prefix: str = "", static: bool = False) -> Iterator[tuple[str, Any]]:
+    """The leaves of a (nested) state, depth first, with dotted names: tensors, ``None`` slots not
+    sized yet and, with ``static=True``, the Python values of the static schedule (phases,
+    counters, the batch size). The one walk of the state tree: everything else builds on it."""
+    if isinstance(state, State):
+        for name, value in _fields(state, static):
+            yield from state_leaves(value, _join(prefix, name), static)
+        return
+    if isinstance(state, tuple):
+        for i, child in enumerate(state):
+            yield from state_leaves(child, _join(prefix, str(i)), static)
+        return
+    if isinstance(state, Tensor) or state is None or static:
+        yield prefix, state
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def map_state(fn: Any, state: Any, *others: Any, path: str = "") -> Any:
+    """The state rebuilt with every leaf (tensor, ``None`` slot or static value) replaced by
+    ``fn(path, leaf, *other_leaves)``, where ``others`` are states of the same layout."""
+    if isinstance(state, State):
+        changes = {
+            name: map_state(fn, value, *(getattr(o, name) for o in others), path=_join(path, name))
+            for name, value in _fields(state, static=True)
+        }
+        return dataclasses.replace(state, **changes)
+    if isinstance(state, tuple):
+        return tuple(map_state(fn, v, *(o[i] for o in others), path=_join(path, str(i))) for i, v in enumerate(state))
+    return fn(path, state, *others)
 
 
 def state_tensors(state: State, prefix: str = "") -> list[tuple[str, Tensor]]:
@@ -62,68 +101,49 @@ def state_tensors(state: State, prefix: str = "") -> list[tuple[str, Tensor]]:
     The order is stable for a given model and schedule phase, which is what an exported graph with
     the state as explicit inputs and outputs needs.
     """
-    out: list[tuple[str, Tensor]] = []
-    for name, value in _fields(state):
-        key = f"{prefix}{name}"
-        if isinstance(value, Tensor):
-            out.append((key, value))
-        elif isinstance(value, State):
-            out.extend(state_tensors(value, key + "."))
-        elif isinstance(value, tuple):
-            for i, child in enumerate(value):
-                if isinstance(child, State):
-                    out.extend(state_tensors(child, f"{key}.{i}."))
-                elif isinstance(child, Tensor):
-                    out.append((f"{key}.{i}", child))
-    return out
+    start = prefix[:-1] if prefix.endswith(".") else prefix
+    return [(name, t) for name, t in state_leaves(state, start) if isinstance(t, Tensor)]
 
 
 def replace_state_tensors(state: State, tensors: list[Tensor]) -> State:
     """Inverse of :func:`state_tensors`: the same state with its tensors replaced, in order."""
     it = iter(tensors)
-
-    def rebuild(value: Any) -> Any:
-        if isinstance(value, Tensor):
-            return next(it)
-        if isinstance(value, State):
-            changes = {name: rebuild(v) for name, v in _fields(value)}
-            return dataclasses.replace(value, **changes)
-        if isinstance(value, tuple):
-            return tuple(rebuild(v) for v in value)
-        return value
-
-    new = rebuild(state)
+    new = map_state(lambda _path, leaf: next(it) if isinstance(leaf, Tensor) else leaf, state)
     if next(it, None) is not None:
         raise ValueError("replace_state_tensors: more tensors given than the state holds")
     return new
 
 
-def _reset_state(old: Any, fresh: Any, mask: Tensor, path: str) -> Any:
+def schedule_key(state: State) -> tuple:
+    """The static part of a state: every Python value (phases, counters, ``None`` slots) and the
+    shape of every tensor. Two states with the same key run the same graph."""
+    return tuple((n, tuple(v.shape)) if isinstance(v, Tensor) else (n, v) for n, v in state_leaves(state, static=True))
+
+
+def _reset_state(old: State, fresh: State, mask: Tensor, root: str) -> State:
     """Per-stream reset: tensors take the fresh value where ``mask`` is set."""
-    if isinstance(old, Tensor):
-        m = mask.to(old.device).view(-1, *([1] * (old.dim() - 1)))
-        return torch.where(m, fresh, old)
-    if isinstance(old, State):
-        changes = {}
-        for name, value in _fields(old):
-            new_value = getattr(fresh, name)
-            if isinstance(value, Tensor) and new_value is None:
-                # A lazily sized history: the fresh state has not created it yet.
-                new_value = torch.full_like(value, getattr(old, "fill_value", 0.0))
-            changes[name] = _reset_state(value, new_value, mask, f"{path}.{name}")
-        return dataclasses.replace(old, **changes)
-    if isinstance(old, tuple):
-        return tuple(_reset_state(o, f, mask, f"{path}.{i}") for i, (o, f) in enumerate(zip(old, fresh)))
-    if old is None:
-        return fresh
-    if old != fresh:
-        raise ValueError(
-            f"reset(mask): the streams of a batch share the schedule value {path}={old!r} (a fresh "
-            f"stream has {fresh!r}), so a subset of streams can only be restarted where the whole "
-            "batch is at the start of its cycle (every stride phase 0, no look-ahead warm-up "
-            "pending); reset all streams with reset() instead"
-        )
-    return old
+
+    statics = dict(state_leaves(old, static=True))
+
+    def reset(path: str, o: Any, f: Any) -> Any:
+        if isinstance(o, Tensor):
+            if f is None:  # a lazily sized history: the fresh state has not created it yet
+                parent = path.rpartition(".")[0]
+                f = torch.full_like(o, statics.get(_join(parent, "fill_value"), 0.0))
+            m = mask.to(o.device).view(-1, *([1] * (o.dim() - 1)))
+            return torch.where(m, f, o)
+        if o is None:
+            return f
+        if o != f:
+            raise ValueError(
+                f"reset(mask): the streams of a batch share the schedule value {root}.{path}={o!r} (a fresh "
+                f"stream has {f!r}), so a subset of streams can only be restarted where the whole "
+                "batch is at the start of its cycle (every stride phase 0, no look-ahead warm-up "
+                "pending); reset all streams with reset() instead"
+            )
+        return o
+
+    return map_state(reset, old, fresh)
 
 
 class StreamingModule(nn.Module):
@@ -180,20 +200,61 @@ class StreamingModule(nn.Module):
         """
         return state
 
+    # -- timing and work: declared values, composed by containers at construction ----------------
+    timing: Timing = Timing()
+    """Receptive field, look-ahead and time stride (:class:`soi.core.timing.Timing`), set once at
+    construction; the properties below read it."""
+
+    work_kind: str = "op"
+    """What a run of this module is, for cost tables (``"conv"``, ``"linear"``, ...)."""
+
     @property
     def receptive_field(self) -> int:
         """Number of input frames one output frame depends on."""
-        return 1
+        return self.timing.receptive_field
 
     @property
     def delay(self) -> int:
         """Look-ahead: input frames that must arrive after frame ``t`` before output ``t`` exists."""
-        return 0
+        return self.timing.delay
 
     @property
     def stride(self) -> int:
         """Time decimation: one output frame per ``stride`` input frames."""
-        return 1
+        return self.timing.stride
+
+    @property
+    def input_frame_shape(self) -> FrameShape | None:
+        """``(C, *frame)`` of one input frame, when the module knows it (``None`` otherwise)."""
+        return None
+
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        """``(C, *frame)`` of one output frame for input frames of shape ``shape``."""
+        return shape
+
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        """Multiply-accumulates of one run (one output frame, one stream) on input frames of shape
+        ``shape``: only real multiplications, none with zero padding or inserted zeros (``dense``
+        counts those too)."""
+        return 0
+
+    def layer_names(self) -> dict[int, str]:
+        """``id(module) -> name`` of this module and every submodule, as reports (cost tables)
+        name them: the paths of ``named_modules()``, unless a module names its layers otherwise
+        (a :class:`~soi.models.UNet` names them by level, as its checkpoints do)."""
+        names = {id(self): ""}
+        for name, child in self.named_children():
+            sub = child.layer_names() if isinstance(child, StreamingModule) else {id(m): n for n, m in child.named_modules()}
+            for key, path in sub.items():
+                names.setdefault(key, f"{name}.{path}" if path else name)
+        return names
+
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        """The output frame shape and the :class:`~soi.core.timing.Work` items of this module on
+        ``clock``. A leaf runs once per output frame; containers override this to compose their
+        children, the way timing composes."""
+        macs = self.macs(shape, dense)
+        return self.out_shape(shape), ([Work(self, self.work_kind, macs, clock.of_output(self.stride))] if macs else [])
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def _new_state_args(self, batch_size: int) -> dict[str, int]:

@@ -28,8 +28,9 @@ import torch
 from torch import Tensor
 
 from .state import State, StreamingModule
+from .timing import FrameShape, Timing
 
-__all__ = ["WindowState", "TemporalWindow", "DelayWindow", "ntuple"]
+__all__ = ["WindowState", "TemporalWindow", "DelayWindow", "push", "ntuple"]
 
 
 def ntuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
@@ -40,6 +41,25 @@ def ntuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     if len(value) != n:
         raise ValueError(f"{name}: expected an int or {n} values (time first), got {len(value)}: {value}")
     return value
+
+
+def push(history: Tensor, x: Tensor, keep: int) -> tuple[Tensor, Tensor]:
+    """The shift register: ``history (B, C, H, ...)`` followed by the new frames ``x (B, C, n,
+    ...)``. Returns the window ``[history, x]`` along time and the new history, its last ``keep``
+    frames (sliced from ``x`` itself when ``x`` is that long, so the concatenation feeds only
+    the window's user; the history itself when nothing arrived).
+
+    Every shift register of soi is this one function: window layers (convolutions, transposed
+    convolutions, pooling, delays), the upsamplers' held elements, STMC's exact strided pair."""
+    n = x.shape[2]
+    if n == 0:
+        return history, history
+    window = torch.cat([history, x], dim=2) if history.shape[2] else x
+    if keep == 0:
+        return window, history
+    if n >= keep:
+        return window, x[:, :, n - keep :]
+    return window, window[:, :, window.shape[2] - keep :]
 
 
 @dataclass
@@ -112,27 +132,25 @@ class TemporalWindow(StreamingModule):
             frame_size = ()
         self.frame_size: tuple[int, ...] | None = frame_size
         self.fill_value = float(fill_value)
+        self.timing = Timing(self.history_frames + 1, lookahead, time_stride)
 
-    # -- timing -----------------------------------------------------------------------------------
+    # -- shapes -----------------------------------------------------------------------------------
     @property
-    def receptive_field(self) -> int:
-        return self.history_frames + 1
+    def input_frame_shape(self) -> FrameShape | None:
+        if self.in_channels is None or self.frame_size is None:
+            return None
+        return (self.in_channels, *self.frame_size)
 
-    @property
-    def delay(self) -> int:
-        return self.lookahead
-
-    @property
-    def stride(self) -> int:
-        return self.time_stride
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return (getattr(self, "out_channels", shape[0]), *self.out_frame_size(tuple(shape[1:])))
 
     # -- the operation ----------------------------------------------------------------------------
-    def _op(self, window: Tensor) -> Tensor:
+    def window_op(self, window: Tensor) -> Tensor:
         """Apply the operation with time stride ``s`` and no time padding: ``(B, C, L, ...)`` ->
         ``(B, C', floor((L-H-1)/s)+1, ...)``."""
         raise NotImplementedError
 
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+    def out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
         """Non-time output size for a non-time input size."""
         raise NotImplementedError
 
@@ -181,13 +199,12 @@ class TemporalWindow(StreamingModule):
 
     def step(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
         self._check_input(x, state)
-        return self._advance(x, state)
+        return self.advance(x, state)
 
-    def _advance(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
+    def advance(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:
         """The step without input checks (a compiled or exported graph has fixed shapes).
 
-        A chunk of 0 frames is no work, and the new history is sliced from the chunk itself when
-        the chunk is at least as long, so the concatenation feeds only the operation.
+        A chunk of 0 frames is no work; the shift register is :func:`push`.
         """
         n = x.shape[2]
         h = self.history_frames
@@ -200,19 +217,13 @@ class TemporalWindow(StreamingModule):
         new_phase = (state.phase + n) % s
         if outputs == 0:
             out_channels = getattr(self, "out_channels", x.shape[1])
-            y = x.new_zeros((x.shape[0], out_channels, 0, *self._out_frame_size(tuple(x.shape[3:]))))
+            y = x.new_zeros((x.shape[0], out_channels, 0, *self.out_frame_size(tuple(x.shape[3:]))))
             if n == 0:
                 return y, dataclasses.replace(state, history=hist)
-        full = torch.cat([hist, x], dim=2) if h else x
-        if h == 0:
-            new_hist = hist
-        elif n >= h:
-            new_hist = x[:, :, n - h :]
-        else:
-            new_hist = full[:, :, full.shape[2] - h :]
+        full, new_hist = push(hist, x, h)
         if outputs == 0:
             return y, dataclasses.replace(state, history=new_hist, phase=new_phase)
-        y = self._op(full[:, :, first:] if first else full)
+        y = self.window_op(full[:, :, first:] if first else full)
         skip = state.skip
         if skip:
             dropped = min(skip, y.shape[2])
@@ -242,8 +253,8 @@ class DelayWindow(TemporalWindow):
     frames later (base of :class:`soi.DelayLine` and :class:`soi.Shift`, which differ in whether
     the delay is declared as look-ahead)."""
 
-    def _op(self, window: Tensor) -> Tensor:
+    def window_op(self, window: Tensor) -> Tensor:
         return window[:, :, : window.shape[2] - self.history_frames]
 
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+    def out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
         return frame_size

@@ -179,7 +179,7 @@ def _poly_transpose_op(self: STMCConvTransposeNd, window: Tensor) -> Tensor:
     w, b, lo, hi, _ = self._lean_poly
     s, c_out = self.conv_stride[1], self.out_channels
     f_in = window.shape[3]
-    f_out = self._out_frame_size((f_in,))[0]
+    f_out = self.out_frame_size((f_in,))[0]
     q = -(-f_out // s)
     pad = max(0, -lo, q - 1 + hi - (f_in - 1))
     y = _conv2d(self, window, w, b, (1, 1), pad)
@@ -320,12 +320,12 @@ def _fast_ops_apply(m: nn.Module, target: str, polyphase: bool) -> None:
         polyphase = matmul
     if isinstance(m, STMCConvNd) and matmul:
         _prepare_matmul(m, m.weight.detach(), m.bias, target, m.conv_stride[1])
-        m._op = types.MethodType(_mm_conv_op, m)
+        m.window_op = types.MethodType(_mm_conv_op, m)
     elif isinstance(m, STMCConvTransposeNd) and polyphase and m.conv_stride[1] > 1:
         m._lean_poly = _polyphase(m)
         if matmul:
             _prepare_matmul(m, m._lean_poly[0], m._lean_poly[1], target, 1)
-        m._op = types.MethodType(_poly_transpose_op, m)
+        m.window_op = types.MethodType(_poly_transpose_op, m)
 
 
 def lean(model: nn.Module, fold_bn: bool = True, target: str = "torch", polyphase: bool = True) -> nn.Module:
@@ -333,7 +333,7 @@ def lean(model: nn.Module, fold_bn: bool = True, target: str = "torch", polyphas
     rounding).
 
     * BatchNorm folded into the convolution before it (:func:`fold_batchnorm`);
-    * every shift register uses the lean step (``TemporalWindow._advance``: no Python checks, no work
+    * every shift register uses the lean step (``TemporalWindow.advance``: no Python checks, no work
       for empty chunks, the history sliced from the chunk);
     * 2-d tSTMC with a frequency stride become one ordinary convolution (polyphase: ``s*C_out``
       output channels, then the phases interleaved), which both ATen and onnxruntime run faster
@@ -348,7 +348,7 @@ def lean(model: nn.Module, fold_bn: bool = True, target: str = "torch", polyphas
     model = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
     for m in _all_modules(model):
         if isinstance(m, TemporalWindow) and type(m).step is TemporalWindow.step:
-            m.step = m._advance
+            m.step = m.advance
         if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
             _fast_ops_apply(m, target, polyphase)
     return model

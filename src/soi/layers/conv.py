@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..core.timing import FrameShape, conv_macs
 from ..core.window import TemporalWindow, ntuple
 
 __all__ = ["STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d"]
@@ -28,6 +29,18 @@ def _init_like_torch(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
     if bias is not None and fan_in > 0:
         bound = 1 / math.sqrt(fan_in)
         nn.init.uniform_(bias, -bound, bound)
+
+
+def window_macs(
+    layer: TemporalWindow, shape: FrameShape, output_padding: Sequence[int], transposed: bool, dense: bool
+) -> int:
+    """MACs of one output frame of an STMC convolution or tSTMC: every time tap is real (the zero
+    history at the start of a stream is state), the non-time axes as :func:`conv_macs` counts."""
+    w = tuple(layer.weight.shape)
+    per_tap = conv_macs(
+        shape[1:], (1, 1, *w[3:]), layer.conv_stride[1:], layer.padding, layer.dilation[1:], transposed, output_padding, dense
+    )
+    return w[0] * w[1] * layer.time_kernel * per_tap
 
 
 class STMCConvNd(TemporalWindow):
@@ -44,6 +57,8 @@ class STMCConvNd(TemporalWindow):
     Offline, ``T' = ceil(T / stride[0])`` and the output equals ``torch.nn.ConvNd`` on the same
     weights with time padding ``((k_t-1)*d_t - lookahead, lookahead)``.
     """
+
+    work_kind = "conv"
 
     def __init__(
         self,
@@ -82,21 +97,19 @@ class STMCConvNd(TemporalWindow):
     def reset_parameters(self) -> None:
         _init_like_torch(self.weight, self.bias, self.weight[0].numel())
 
-    def _op(self, window: Tensor) -> Tensor:
+    def window_op(self, window: Tensor) -> Tensor:
         return _CONV[self.dims](
             window, self.weight, self.bias, self.conv_stride, (0, *self.padding), self.dilation, self.groups
         )
 
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+    def out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(
             (n + 2 * p - d * (k - 1) - 1) // s + 1
             for n, p, d, k, s in zip(frame_size, self.padding, self.dilation[1:], self.kernel_size[1:], self.conv_stride[1:])
         )
 
-    def macs_per_output_frame(self, frame_size: Sequence[int] = ()) -> int:
-        """Multiply-accumulates for one output frame (every tap counted, padding included)."""
-        out_rest = math.prod(self._out_frame_size(tuple(frame_size))) if frame_size else 1
-        return self.out_channels * out_rest * self.weight[0].numel()
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        return window_macs(self, shape, (0,) * (self.dims - 1), False, dense)
 
     def extra_repr(self) -> str:
         s = (

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .conv import _init_like_torch
+from ..core.timing import FrameShape
+from .conv import _init_like_torch, window_macs
 from ..core.window import TemporalWindow, ntuple
 
 __all__ = ["STMCConvTransposeNd", "STMCConvTranspose1d", "STMCConvTranspose2d", "STMCConvTranspose3d"]
@@ -33,6 +34,8 @@ class STMCConvTransposeNd(TemporalWindow):
     Offline output = ``torch.nn.ConvTransposeNd`` (time padding ``f``) cropped to its first ``T``
     frames.
     """
+
+    work_kind = "conv_transpose"
 
     def __init__(
         self,
@@ -80,7 +83,7 @@ class STMCConvTransposeNd(TemporalWindow):
         # torch.nn.ConvTransposeNd computes fan-in from weight dim 1.
         _init_like_torch(self.weight, self.bias, self.weight.shape[1] * self.weight[0, 0].numel())
 
-    def _op(self, window: Tensor) -> Tensor:
+    def window_op(self, window: Tensor) -> Tensor:
         # Time padding H turns the transposed convolution in time into the causal one: exactly
         # n output frames for H + n window frames, none of the anti-causal tail computed.
         return _CONV_T[self.dims](
@@ -94,13 +97,16 @@ class STMCConvTransposeNd(TemporalWindow):
             self.dilation,
         )
 
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+    def out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(
             (n - 1) * s - 2 * p + d * (k - 1) + op + 1
             for n, s, p, d, k, op in zip(
                 frame_size, self.conv_stride[1:], self.padding, self.dilation[1:], self.kernel_size[1:], self.output_padding
             )
         )
+
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        return window_macs(self, shape, self.output_padding, True, dense)
 
     def extra_repr(self) -> str:
         s = (

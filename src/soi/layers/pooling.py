@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.state import State, StreamingModule
+from ..core.timing import FrameShape
 from ..core.window import TemporalWindow, ntuple
 
 __all__ = [
@@ -60,7 +61,7 @@ class _STMCPoolNd(TemporalWindow):
         self.padding = padding
         self.dilation = dilation
 
-    def _out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
+    def out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(
             (n + 2 * p - d * (k - 1) - 1) // s + 1
             for n, p, d, k, s in zip(frame_size, self.padding, self.dilation[1:], self.kernel_size[1:], self.pool_stride[1:])
@@ -93,7 +94,7 @@ class STMCAvgPoolNd(_STMCPoolNd):
         super().__init__(dims, channels, kernel_size, stride, padding, 1, lookahead, frame_size, 0.0)
         self.count_include_pad = count_include_pad
 
-    def _op(self, window: Tensor) -> Tensor:
+    def window_op(self, window: Tensor) -> Tensor:
         return _AVG[self.dims](
             window, self.kernel_size, self.pool_stride, (0, *self.padding), False, self.count_include_pad
         )
@@ -117,7 +118,7 @@ class STMCMaxPoolNd(_STMCPoolNd):
     ) -> None:
         super().__init__(dims, channels, kernel_size, stride, padding, dilation, lookahead, frame_size, fill_value)
 
-    def _op(self, window: Tensor) -> Tensor:
+    def window_op(self, window: Tensor) -> Tensor:
         return _MAX[self.dims](window, self.kernel_size, self.pool_stride, (0, *self.padding), self.dilation)
 
 
@@ -154,10 +155,10 @@ class CumulativeAvgPool(StreamingModule):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.channels = channels
+        # every frame so far; reported as the current one's only (Timing's default)
 
-    @property
-    def receptive_field(self) -> int:  # every frame so far; reported as the current one's only
-        return 1
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return (shape[0],)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> CumulativeState:
         dtype = dtype if dtype is not None else torch.get_default_dtype()

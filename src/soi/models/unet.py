@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from torch import Tensor, nn
 
@@ -247,12 +247,34 @@ def parse_pattern(text: str, depth: int | None = None) -> Pattern:
 # ==================================================================================================
 
 
-def _sized_delay(frames: int, channels: int, frame_size: tuple[int, ...]) -> DelayLine:
-    # A delay line whose state is created in full by init_state (the automatic ones are lazy).
-    d = DelayLine(frames)
-    d.in_channels = channels
-    d.frame_size = tuple(frame_size)
-    return d
+def _key_map(graph: nn.Module, level: dict[int, str]) -> dict[str, str]:
+    """``graph`` state-dict key -> level key, for every parameter and buffer of ``graph`` whose
+    module has a level name (``level``: ``id(module) -> name``)."""
+    keys = {}
+    for path, m in graph.named_modules():
+        if id(m) in level:
+            for leaf, _ in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+                keys[f"{path}.{leaf}" if path else leaf] = f"{level[id(m)]}.{leaf}"
+    return keys
+
+
+def _rename(state_dict: dict, prefix: str, pairs: Iterable[tuple[str, str]]) -> None:
+    metadata = getattr(state_dict, "_metadata", None)
+    for old, new in pairs:
+        if prefix + old in state_dict:
+            state_dict[prefix + new] = state_dict.pop(prefix + old)
+        if metadata is not None:
+            old_m, new_m = (prefix + old).rpartition(".")[0], (prefix + new).rpartition(".")[0]
+            if old_m in metadata:
+                metadata[new_m] = metadata.pop(old_m)
+
+
+def _to_level_keys(module: UNet, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    _rename(state_dict, prefix, ((f"graph.{g}", lv) for g, lv in module._graph_keys.items()))
+
+
+def _from_level_keys(module: UNet, state_dict: dict, prefix: str, *args: Any) -> None:
+    _rename(state_dict, prefix, ((lv, f"graph.{g}") for g, lv in module._graph_keys.items()))
 
 
 class UNet(Wrapper):
@@ -268,8 +290,12 @@ class UNet(Wrapper):
         strided_mode: ``"soi"`` (skip the deep layers on off-grid frames) or ``"stmc"`` (STMC's
             exact treatment: every frame aligned, one deep state per stride phase).
 
-    Parameter names depend only on the config (plus ``upsamplers.<level>`` for learned
-    upsamplers), so weights move between patterns and modes with :meth:`with_pattern`.
+    The registered module tree is the streaming graph itself (``print(model)`` shows its pairs,
+    concatenations and upsamplers). Checkpoint keys do not follow the graph's paths: they name
+    each layer by its level, ``encoders.<k-1>.layers.<i>.*``, ``decoders.<k-1>.layers.<i>.*`` and
+    ``upsamplers.<k>.*`` for learned upsamplers, the same for every pattern and mode, so weights
+    move between patterns with :meth:`with_pattern` (``state_dict`` and ``load_state_dict``
+    translate; ``named_parameters`` gives the graph's paths).
     """
 
     def __init__(
@@ -313,8 +339,7 @@ class UNet(Wrapper):
         kt, kf = c.kernel
         fs, p = c.freq_sizes, c.freq_padding
         ch = (c.in_channels, *c.channels)
-        self.encoders = nn.ModuleList()
-        self.decoders = nn.ModuleList()
+        encoders, decoders, upsamplers = nn.ModuleList(), nn.ModuleList(), nn.ModuleDict()
         for k in range(1, c.depth + 1):
             conv = STMCConv2d(
                 ch[k - 1], ch[k], (kt, kf),
@@ -323,43 +348,49 @@ class UNet(Wrapper):
                 lookahead=c.lookahead if k == 1 else 0,
                 frame_size=(fs[k - 1],),
             )  # fmt: skip
-            self.encoders.append(Sequential(conv, nn.BatchNorm2d(ch[k]), nn.ELU()))
+            encoders.append(Sequential(conv, nn.BatchNorm2d(ch[k]), nn.ELU()))
             dec_in = ch[k] * (2 if k < c.depth else 1)
             dec_out = c.out_channels if k == 1 else ch[k - 1]
             convt = STMCConvTranspose2d(
                 dec_in, dec_out, (kt, kf),
                 stride=(1, c.freq_stride), padding=p, output_padding=c.output_padding(k), frame_size=(fs[k],),
             )  # fmt: skip
-            self.decoders.append(Sequential(convt) if k == 1 else Sequential(convt, nn.BatchNorm2d(dec_out), nn.ELU()))
-        self.upsamplers = nn.ModuleDict()
+            decoders.append(Sequential(convt) if k == 1 else Sequential(convt, nn.BatchNorm2d(dec_out), nn.ELU()))
         for k, name in self.upsampler_names.items():
             if name == "transposed":
                 out_c = c.out_channels if k == 1 else ch[k - 1]
-                self.upsamplers[str(k)] = make_upsampler(
-                    name, c.time_stride, out_c, (fs[k - 1],), elements=c.upsample_elements
-                )
-        object.__setattr__(self, "graph", self._build(1))
+                upsamplers[str(k)] = make_upsampler(name, c.time_stride, out_c, (fs[k - 1],), elements=c.upsample_elements)
+        self.graph = self._build(1, encoders, decoders, upsamplers)
+        # Checkpoint keys name the layers by level ("encoders.<k-1>.layers.<i>.weight", ...), the
+        # same for every pattern, while the graph's own paths depend on the pattern: the keys are
+        # translated both ways, so weights move between patterns and old checkpoints load.
+        owners = {"encoders": encoders, "decoders": decoders, "upsamplers": upsamplers}
+        level = {id(m): name for prefix, owner in owners.items() for name, m in owner.named_modules(prefix=prefix)}
+        self._level_paths = {path: level[id(m)] for path, m in self.graph.named_modules(prefix="graph") if id(m) in level}
+        self._graph_keys = _key_map(self.graph, level)
+        self.register_state_dict_post_hook(_to_level_keys)
+        self.register_load_state_dict_pre_hook(_from_level_keys)
 
     # -- construction ----------------------------------------------------------------------------
     def _level_channels(self, k: int) -> int:
         """Channels of decoder ``k``'s output (= of level ``k``)."""
         return self.config.out_channels if k == 1 else self.config.channels[k - 2]
 
-    def _build(self, k: int) -> StreamingModule:
+    def _build(self, k: int, encoders: nn.ModuleList, decoders: nn.ModuleList, upsamplers: nn.ModuleDict) -> StreamingModule:
         c = self.config
-        enc, dec = self.encoders[k - 1], self.decoders[k - 1]
+        enc, dec = encoders[k - 1], decoders[k - 1]
         parts = list(enc.layers)
         if k < c.depth:
-            deeper = self._build(k + 1)
+            deeper = self._build(k + 1, encoders, decoders, upsamplers)
             skip_c, skip_f = c.channels[k - 1], (c.freq_sizes[k],)
-            skip = _sized_delay(deeper.delay, skip_c, skip_f) if deeper.delay else nn.Identity()
+            skip = DelayLine(deeper.delay, skip_c, skip_f) if deeper.delay else nn.Identity()
             parts.append(Concat(skip, deeper))
         parts.extend(dec.layers)
         body: StreamingModule = Sequential(*parts)
         out_c, out_f = self._level_channels(k), (c.freq_sizes[k - 1],)
         if k in self.spec.pairs:
             name = self.upsampler_names[k]
-            up = self.upsamplers[str(k)] if name == "transposed" else make_upsampler(name, c.time_stride, out_c, out_f)
+            up = upsamplers[str(k)] if name == "transposed" else make_upsampler(name, c.time_stride, out_c, out_f)
             body = (STMCStridedPair if self.strided_mode == "stmc" else SCCPair)(body, up)
         for level, frames in self.spec.shifts:
             if level == k:
@@ -382,6 +413,13 @@ class UNet(Wrapper):
         mine = self.state_dict()
         new.load_state_dict({k: mine.get(k, v) for k, v in new.state_dict().items()})
         return new
+
+    def layer_names(self) -> dict[int, str]:
+        names = super().layer_names()
+        for path, m in self.named_modules():
+            if path in self._level_paths:
+                names[id(m)] = self._level_paths[path]
+        return names
 
     def baseline(self) -> UNet:
         """The same network with pattern ``"STMC"`` (the reference of the retained percentage)."""

@@ -38,13 +38,13 @@ import torch
 from torch import Tensor, nn
 
 from ..core.containers import Sequential, as_streaming
-from ..core.state import State, StreamingModule, _tokens
-from ..core.window import DelayWindow, TemporalWindow
+from ..core.state import State, StreamingModule
+from ..core.timing import Clock, FrameShape, Timing, Work
+from ..core.window import DelayWindow, TemporalWindow, push
 
 __all__ = [
     "Upsampler",
     "UpsampleState",
-    "AlignedUpsampleState",
     "Duplicate",
     "Interpolate",
     "TransposedUpsample",
@@ -96,24 +96,18 @@ class UpsampleState(State):
     elems: Tensor | None
 
 
-@dataclass
-class AlignedUpsampleState(State):
-    """State of an upsampler in exact STMC mode (every output aligned): the last elements of one
-    stride-phase stream, ``(B, C, past, ...)``, or ``None`` when none are needed / not yet sized."""
-
-    elems: Tensor | None
-
-
-class Upsampler(nn.Module):
+class Upsampler(StreamingModule):
     """Base of the upsamplers that return an S-CC pair to full rate.
 
     A *polyphase* filter over the compressed elements: output ``t = s*j + r`` is a combination of
     elements ``j - past .. j + future`` with weights that depend on the phase ``r``. Subclasses set
-    :attr:`past`, :attr:`future` and implement :meth:`_combine`.
+    :attr:`past`, :attr:`future` and implement :meth:`combine`; an upsampler that waits for later
+    elements declares that latency as its timing's ``delay`` (in full-rate frames).
 
-    Not a :class:`~soi.StreamingModule` (it has two inputs: the new elements and how many frames
-    to emit); it is driven by :class:`SCCPair`, which passes it the chunk length so that it emits
-    exactly one frame per input frame. Offline, ``forward(e)`` returns ``s * len(e)`` frames.
+    A streaming module whose ``step`` takes, besides the new elements, how many full-rate frames
+    to emit (``frames``): the elements alone cannot say it, since frames between two elements
+    receive none. :class:`SCCPair` passes its chunk length, so that it emits exactly one frame per
+    input frame. Offline, ``forward(e)`` returns ``s * len(e)`` frames.
 
     Args:
         scale: the stride ``s`` of the pair.
@@ -123,6 +117,7 @@ class Upsampler(nn.Module):
 
     past: int = 0
     future: int = 0
+    work_kind = "upsample"
 
     def __init__(self, scale: int, channels: int | None = None, frame_size: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -131,17 +126,18 @@ class Upsampler(nn.Module):
         self.scale = scale
         self.channels = channels
         self.frame_size = tuple(int(v) for v in frame_size) if frame_size is not None else None
-        self._token = next(_tokens)
 
     # -- description ------------------------------------------------------------------------------
     @property
-    def delay(self) -> int:
-        """Extra latency in full-rate frames: how long an output waits for the elements after it."""
-        return 0
-
-    @property
     def out_channels(self) -> int | None:
         return self.channels
+
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return (self.out_channels or shape[0], *shape[1:])
+
+    def aligned_macs(self, shape: FrameShape) -> int:
+        """MACs of one aligned output (``r = 0``, exact STMC mode)."""
+        return self.macs(shape)
 
     @property
     def history_elements(self) -> int:
@@ -159,24 +155,17 @@ class Upsampler(nn.Module):
         """Taps (relative element indices) with a non-zero weight at phase ``r``."""
         return -self.past, self.future
 
-    def macs_per_output(self, channels: int, frame_size: Sequence[int], aligned: bool = False) -> int:
-        """Multiply-accumulates for one output frame (batch 1)."""
-        return 0
-
-    def _combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
-        """``gathered (B, C, n, past+1+future, ...)`` (taps ``-past..future``) -> ``(B, C', n, ...)``."""
+    def combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
+        """``gathered (B, C, n, taps, ...)`` (taps ``-past..future``, or only ``-aligned_past..0``
+        for aligned outputs) -> ``(B, C', n, ...)``, output ``i`` at phase ``phases[i]``."""
         raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
 
     # -- protocol ---------------------------------------------------------------------------------
-    def _new_state_args(self, batch_size: int) -> dict[str, int]:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"{type(self).__name__}.init_state: batch_size must be a positive int, got {batch_size!r}")
-        return {"owner": self._token, "batch_size": batch_size}
-
-    def _zeros(self, batch_size: int, count: int, device, dtype) -> Tensor | None:
+    def zero_elements(self, batch_size: int, count: int, device=None, dtype=None) -> Tensor | None:
+        """``count`` zero elements (the ones before the start), or ``None`` when not sized yet."""
         if self.channels is None or self.frame_size is None:
             return None
         device, dtype = _factory(self, device, dtype)
@@ -187,22 +176,14 @@ class Upsampler(nn.Module):
             **self._new_state_args(batch_size),
             phase=0,
             ahead=-1,
-            elems=self._zeros(batch_size, self.history_elements, device, dtype),
+            elems=self.zero_elements(batch_size, self.history_elements, device, dtype),
         )
 
-    def init_aligned_state(self, batch_size: int, device=None, dtype=None) -> AlignedUpsampleState:
-        return AlignedUpsampleState(
-            **self._new_state_args(batch_size), elems=self._zeros(batch_size, self.aligned_past, device, dtype)
-        )
-
-    def _check(self, x: Tensor, state: State) -> None:
+    def _check(self, x: Tensor, state: UpsampleState) -> None:
         name = type(self).__name__
         if not isinstance(x, Tensor) or x.dim() < 3:
             raise ValueError(f"{name}.step: expected elements (B, C, m, ...), got {getattr(x, 'shape', type(x).__name__)}")
-        if not isinstance(state, (UpsampleState, AlignedUpsampleState)) or state.owner != self._token:
-            raise ValueError(f"{name}.step: this state was not made by this upsampler's init_state()")
-        if x.shape[0] != state.batch_size:
-            raise ValueError(f"{name}.step: the state holds {state.batch_size} streams but the input has batch size {x.shape[0]}")
+        self._check_state(x, state)
         if self.channels is not None and x.shape[1] != self.channels:
             raise ValueError(f"{name}.step: expected {self.channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
         if state.elems is not None and (
@@ -213,20 +194,22 @@ class Upsampler(nn.Module):
                 f"{tuple(state.elems.shape)} outside the time axis"
             )
 
-    def step(self, x: Tensor, n: int, state: UpsampleState, final: bool = False) -> tuple[Tensor, UpsampleState]:
-        """Receive the ``m = x.shape[2]`` new elements and emit the next ``n`` output frames.
+    def step(self, x: Tensor, state: UpsampleState, frames: int = 0, final: bool = False) -> tuple[Tensor, UpsampleState]:  # type: ignore[override]
+        """Receive the ``m = x.shape[2]`` new elements and emit the next ``frames`` output frames.
 
         ``final=True`` (end of stream) treats the elements after the last one as copies of it.
         Without it, every element an output needs must have arrived (:class:`SCCPair` guarantees
         this through its ``delay``); an internal error is raised otherwise.
         """
         self._check(x, state)
+        n = frames
         s, a = self.scale, self.past
         m = x.shape[2]
         elems = state.elems
         if elems is None:
             elems = x.new_zeros((x.shape[0], x.shape[1], self.history_elements, *x.shape[3:]))
-        big = torch.cat([elems, x], dim=2) if m else elems
+        keep = elems.shape[2]
+        big, held = push(elems, x, keep)
         length = big.shape[2]
         base = length - 1 - (state.ahead + m)  # position of the next output's element in `big`
         r0 = state.phase
@@ -251,46 +234,22 @@ class Upsampler(nn.Module):
             else:
                 gathered = big.index_select(2, torch.tensor(positions, device=big.device))
             gathered = gathered.unflatten(2, (n, len(taps)))
-            y = self._combine(gathered, phases)
+            y = self.combine(gathered, phases)
         else:
             out_c = self.out_channels if self.out_channels is not None else x.shape[1]
             y = x.new_zeros((x.shape[0], out_c, 0, *x.shape[3:]))
         advance = (r0 + n) // s
-        keep = elems.shape[2]
         if not final and base + advance - a < length - keep:
             raise RuntimeError(f"internal: {type(self).__name__} would drop an element it still needs")
-        # no element arrived: the held elements stay the same tensor (not a view of it), so a
-        # compiled stream sees them unchanged
-        held = elems if big is elems else big[:, :, length - keep :]
+        # no element arrived: push keeps the held elements the same tensor (not a view of it), so
+        # a compiled stream sees them unchanged
         new = dataclasses.replace(state, phase=(r0 + n) % s, ahead=state.ahead + m - advance, elems=held)
         return y, new
-
-    def aligned_step(self, x: Tensor, state: AlignedUpsampleState) -> tuple[Tensor, AlignedUpsampleState]:
-        """Exact STMC mode: one output per element, each computed as an aligned frame (``r = 0``)."""
-        self._check(x, state)
-        a = self.aligned_past
-        m = x.shape[2]
-        if a == 0:
-            if m == 0:
-                out_c = self.out_channels if self.out_channels is not None else x.shape[1]
-                return x.new_zeros((x.shape[0], out_c, 0, *x.shape[3:])), state
-            return self._combine(x.unsqueeze(3), [0] * m), state
-        elems = state.elems
-        if elems is None:
-            elems = x.new_zeros((x.shape[0], x.shape[1], a, *x.shape[3:]))
-        big = torch.cat([elems, x], dim=2)
-        if m:
-            index = torch.tensor([i + k for i in range(m) for k in range(a + 1)], device=big.device)
-            y = self._combine(big.index_select(2, index).unflatten(2, (m, a + 1)), [0] * m)
-        else:
-            out_c = self.out_channels if self.out_channels is not None else x.shape[1]
-            y = x.new_zeros((x.shape[0], out_c, 0, *x.shape[3:]))
-        return y, dataclasses.replace(state, elems=big[:, :, big.shape[2] - a :])
 
     def forward(self, x: Tensor) -> Tensor:
         """Offline: ``(B, C, J, ...)`` elements -> ``(B, C', s*J, ...)`` frames (the end held)."""
         state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
-        y, _ = self.step(x, self.scale * x.shape[2], state, final=True)
+        y, _ = self.step(x, state, self.scale * x.shape[2], final=True)
         return y
 
 
@@ -301,7 +260,7 @@ class Duplicate(Upsampler):
     past = 0
     future = 0
 
-    def _combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
+    def combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
         return gathered[:, :, :, 0]
 
 
@@ -347,13 +306,8 @@ class Interpolate(Upsampler):
             self._table = [(1 - r / s, r / s) for r in range(s)]
         else:
             self._table = [_keys_cubic(r / s) for r in range(s)]
-
-    @property
-    def delay(self) -> int:
-        s = self.scale
-        if s == 1:
-            return 0
-        return {"nearest": s // 2, "linear": s - 1, "cubic": 2 * s - 1}[self.mode]
+        latency = 0 if s == 1 else {"nearest": s // 2, "linear": s - 1, "cubic": 2 * s - 1}[mode]
+        self.timing = Timing(delay=latency)
 
     @property
     def aligned_past(self) -> int:
@@ -363,12 +317,15 @@ class Interpolate(Upsampler):
         nz = [k - self.past for k, w in enumerate(self._table[r]) if w != 0.0]
         return min(nz), max(nz)
 
-    def macs_per_output(self, channels: int, frame_size: Sequence[int], aligned: bool = False) -> int:
-        if aligned or self.mode == "nearest":
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        if self.mode == "nearest":
             return 0
-        return (self.past + 1 + self.future) * channels * math.prod(frame_size)
+        return (self.past + 1 + self.future) * math.prod(shape)
 
-    def _combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
+    def aligned_macs(self, shape: FrameShape) -> int:
+        return 0
+
+    def combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
         if gathered.shape[3] == 1:  # aligned: the element itself
             return gathered[:, :, :, 0]
         if self.mode == "nearest":
@@ -432,10 +389,10 @@ class TransposedUpsample(Upsampler):
     def out_channels(self) -> int:
         return self._out_channels
 
-    def macs_per_output(self, channels: int, frame_size: Sequence[int], aligned: bool = False) -> int:
-        return self.elements * self.in_channels * (self._out_channels // self.groups) * math.prod(frame_size)
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        return self.elements * self.in_channels * (self._out_channels // self.groups) * math.prod(shape[1:])
 
-    def _combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
+    def combine(self, gathered: Tensor, phases: list[int]) -> Tensor:
         s, a, g = self.scale, self.past, self.groups
         b_, c = gathered.shape[:2]
         n, taps = gathered.shape[2], gathered.shape[3]
@@ -553,19 +510,19 @@ class SC(StreamingModule):
         self.frames = frames
         self.channels = channels
         self.frame_size = tuple(int(v) for v in frame_size) if frame_size is not None else None
-
-    @property
-    def deferrable(self) -> bool:
+        self.deferrable = frames > body.delay
         """Whether the body's work needs only past frames (``frames > body.delay``)."""
-        return self.frames > self.body.delay
+        self.timing = Timing(body.receptive_field + frames, max(0, body.delay - frames), 1)
 
     @property
-    def receptive_field(self) -> int:
-        return self.body.receptive_field + self.frames
+    def input_frame_shape(self) -> FrameShape | None:
+        return self.body.input_frame_shape
 
-    @property
-    def delay(self) -> int:
-        return max(0, self.body.delay - self.frames)
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self.body.out_shape(shape)
+
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        return self.body.works(shape, dataclasses.replace(clock, precomputed=clock.precomputed or self.deferrable), dense)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> SCState:
         device, dtype = _factory(self, device, dtype)
@@ -679,22 +636,26 @@ class SCCPair(StreamingModule):
             raise TypeError(f"{type(self).__name__}: inner must be a streaming module, got {type(inner).__name__}")
         self.inner = inner
         self.upsampler = _as_upsampler(upsampler, inner.stride)
+        up = self.upsampler
+        self.timing = Timing(inner.receptive_field + up.scale * (up.past + up.future), inner.delay + up.delay, 1)
 
     @property
     def scale(self) -> int:
         return self.upsampler.scale
 
     @property
-    def receptive_field(self) -> int:
-        return self.inner.receptive_field + self.scale * (self.upsampler.past + self.upsampler.future)
+    def input_frame_shape(self) -> FrameShape | None:
+        return self.inner.input_frame_shape
 
-    @property
-    def delay(self) -> int:
-        return self.inner.delay + self.upsampler.delay
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self.upsampler.out_shape(self.inner.out_shape(shape))
 
-    @property
-    def stride(self) -> int:
-        return 1
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        elem, out = self.inner.works(shape, dataclasses.replace(clock, compressed=True), dense)
+        # one upsampled frame per input frame, the first once the pair's delay has passed
+        up_clock = dataclasses.replace(clock, offset=clock.offset + clock.period * self.delay)
+        shape, w = self.upsampler.works(elem, up_clock, dense)
+        return shape, out + w
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> SCCState:
         device, dtype = _factory(self, device, dtype)
@@ -710,7 +671,7 @@ class SCCPair(StreamingModule):
         elements, inner = self.inner.step(x, state.inner)
         n = x.shape[2]
         drop = min(state.skip, n)
-        y, up = self.upsampler.step(elements, n - drop, state.up)
+        y, up = self.upsampler.step(elements, state.up, n - drop)
         return y, dataclasses.replace(state, skip=state.skip - drop, inner=inner, up=up)
 
     def prepare(self, state: SCCState) -> SCCState:
@@ -726,7 +687,7 @@ class SCCPair(StreamingModule):
             if elems is None:
                 raise ValueError(f"{type(self).__name__}.flush: nothing was streamed, so nothing is owed")
             tail = elems[:, :, :0]
-        y, up = self.upsampler.step(tail, owed, state.up, final=True)
+        y, up = self.upsampler.step(tail, state.up, owed, final=True)
         return y, dataclasses.replace(state, skip=state.skip + owed, inner=inner, up=up)
 
 
@@ -758,22 +719,23 @@ class SSCC(SC):
 @dataclass
 class STMCStridedState(State):
     """State of :class:`STMCStridedPair`: the stride phase of the next frame, the strided layer's
-    shift register, and one body state and one upsampler state per stride phase."""
+    shift register, and per stride phase the states of the layers after it and the upsampler's
+    last elements (``None`` when it needs none)."""
 
     phase: int
     history: Tensor | None
-    body: tuple[State, ...]
-    up: tuple[AlignedUpsampleState, ...]
+    body: tuple[tuple[State, ...], ...]
+    up: tuple[Tensor | None, ...]
 
 
 class STMCStridedPair(StreamingModule):
     """The same strided network as :class:`SCCPair`, run as STMC does: exactly, at every frame.
 
     Every input frame is treated as an aligned frame: the strided layer computes an element at every
-    frame, and the element of frame ``t`` goes through the body with the state of stride phase
-    ``t mod s`` (one state per phase; nested strided levels multiply: ``s**N`` states). The output
-    at frame ``t`` is what the SOI pair would give at an aligned frame ``t``, with no extrapolation
-    and no upsampling latency; nothing is saved: the deep layers run at every frame.
+    frame, and the element of frame ``t`` goes through the layers after it with the states of stride
+    phase ``t mod s`` (one set per phase; nested strided levels multiply: ``s**N`` states). The
+    output at frame ``t`` is what the SOI pair would give at an aligned frame ``t``, with no
+    extrapolation and no upsampling latency; nothing is saved: the deep layers run at every frame.
 
     Same constructor and parameter names as :class:`SCCPair`, so weights load across the two.
     ``inner`` must be a :class:`~soi.Sequential` whose first layer is the time-strided window layer
@@ -789,7 +751,7 @@ class STMCStridedPair(StreamingModule):
         down = inner[0]
         if not isinstance(down, TemporalWindow) or down.time_stride < 1 or down.lookahead:
             raise ValueError(f"{type(self).__name__}: the first layer of inner must be a time-strided window layer without look-ahead")
-        body = Sequential(*list(inner.layers)[1:])
+        body = Timing.chain(m.timing for m in inner.layers[1:])
         if body.stride != 1 or body.delay != 0:
             raise ValueError(
                 f"{type(self).__name__}: the layers after the strided one must have stride 1 and no look-ahead "
@@ -797,61 +759,96 @@ class STMCStridedPair(StreamingModule):
             )
         self.inner = inner
         self.upsampler = _as_upsampler(upsampler, down.time_stride)
-        object.__setattr__(self, "_body", body)  # a view on inner's layers, not registered twice
+        s = down.time_stride
+        self.timing = Timing(down.receptive_field + s * (body.receptive_field - 1 + self.upsampler.aligned_past), 0, 1)
 
     @property
     def down(self) -> TemporalWindow:
         return self.inner[0]
 
     @property
+    def body(self) -> list[StreamingModule]:
+        """The layers after the strided one (run once per frame, with the state of its phase)."""
+        return list(self.inner.layers)[1:]
+
+    @property
     def scale(self) -> int:
         return self.down.time_stride
 
     @property
-    def receptive_field(self) -> int:
-        return self.down.receptive_field + self.scale * (self._body.receptive_field - 1 + self.upsampler.aligned_past)
+    def input_frame_shape(self) -> FrameShape | None:
+        return self.down.input_frame_shape
+
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self.upsampler.out_shape(self.inner.out_shape(shape))
+
+    def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
+        # every frame aligned: the strided layer, the layers after it and the upsampler run at every frame
+        down = self.down
+        out = [Work(down, down.work_kind, m, clock)] if (m := down.macs(shape, dense)) else []
+        shape = down.out_shape(shape)
+        body_clock = dataclasses.replace(clock, compressed=True)
+        for layer in self.body:
+            shape, w = layer.works(shape, body_clock, dense)
+            out.extend(w)
+        up = self.upsampler
+        if macs := up.aligned_macs(shape):
+            out.append(Work(up, up.work_kind, macs, clock))
+        return up.out_shape(shape), out
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> STMCStridedState:
         device, dtype = _factory(self, device, dtype)
         down_state = self.down.init_state(batch_size, device, dtype)
-        s = self.scale
+        s, a = self.scale, self.upsampler.aligned_past
         return STMCStridedState(
             **self._new_state_args(batch_size),
             phase=0,
             history=down_state.history,
-            body=tuple(self._body.init_state(batch_size, device, dtype) for _ in range(s)),
-            up=tuple(self.upsampler.init_aligned_state(batch_size, device, dtype) for _ in range(s)),
+            body=tuple(tuple(m.init_state(batch_size, device, dtype) for m in self.body) for _ in range(s)),
+            up=tuple(self.upsampler.zero_elements(batch_size, a, device, dtype) if a else None for _ in range(s)),
         )
+
+    def _aligned(self, y: Tensor, held: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The upsampler's aligned outputs (``r = 0``) for elements ``y`` after the ``held`` ones."""
+        a = self.upsampler.aligned_past
+        if a == 0:
+            return self.upsampler.combine(y.unsqueeze(3), [0] * y.shape[2]), held
+        if held is None:
+            held = y.new_zeros((y.shape[0], y.shape[1], a, *y.shape[3:]))
+        window, held = push(held, y, a)
+        m = y.shape[2]
+        index = torch.tensor([i + k for i in range(m) for k in range(a + 1)], device=window.device)
+        return self.upsampler.combine(window.index_select(2, index).unflatten(2, (m, a + 1)), [0] * m), held
 
     def step(self, x: Tensor, state: STMCStridedState) -> tuple[Tensor, STMCStridedState]:
         self._check_state(x, state)
         down = self.down
         if down.in_channels is not None and x.shape[1] != down.in_channels:
             raise ValueError(f"{type(self).__name__}.step: expected {down.in_channels} channels, got {x.shape[1]}")
+        n = x.shape[2]
         h = down.history_frames
         hist = state.history
         if hist is None:
             hist = x.new_full((x.shape[0], x.shape[1], h, *x.shape[3:]), down.fill_value)
-        n = x.shape[2]
+        if n == 0:
+            shape = self.out_shape((x.shape[1], *x.shape[3:]))
+            return x.new_zeros((x.shape[0], shape[0], 0, *shape[1:])), dataclasses.replace(state, history=hist)
+        full, new_hist = push(hist, x, h)
         s = self.scale
         bodies, ups = list(state.body), list(state.up)
-        full = torch.cat([hist, x], dim=2)
         outs = []
         for i in range(n):
             p = (state.phase + i) % s
-            e = down._op(full[:, :, i : i + h + 1])
-            y, bodies[p] = self._body.step(e, bodies[p])
-            y, ups[p] = self.upsampler.aligned_step(y, ups[p])
+            y = down.window_op(full[:, :, i : i + h + 1])
+            layer_states = list(bodies[p])
+            for j, layer in enumerate(self.body):
+                y, layer_states[j] = layer.step(y, layer_states[j])
+            bodies[p] = tuple(layer_states)
+            y, ups[p] = self._aligned(y, ups[p])
             outs.append(y)
-        if outs:
-            y = torch.cat(outs, dim=2)
-        else:
-            out_c = getattr(down, "out_channels", x.shape[1])
-            e = x.new_zeros((x.shape[0], out_c, 0, *down._out_frame_size(tuple(x.shape[3:]))))
-            y, _ = self._body.step(e, bodies[0])
-            y, _ = self.upsampler.aligned_step(y, ups[0])
-        new_hist = full[:, :, full.shape[2] - h :]
+        y = torch.cat(outs, dim=2) if n > 1 else outs[0]
         return y, dataclasses.replace(state, phase=(state.phase + n) % s, history=new_hist, body=tuple(bodies), up=tuple(ups))
 
     def prepare(self, state: STMCStridedState) -> STMCStridedState:
-        return dataclasses.replace(state, body=tuple(self._body.prepare(b) for b in state.body))
+        bodies = tuple(tuple(m.prepare(st) for m, st in zip(self.body, phase)) for phase in state.body)
+        return dataclasses.replace(state, body=bodies)
