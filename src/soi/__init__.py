@@ -20,7 +20,7 @@ from .layers.pooling import (
     STMCMaxPoolNd,
 )
 from .layers.convert import ConversionError, convert
-from .scattered.blocks import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
+from .scattered import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
 from .core.state import State, StreamingModule, replace_state_tensors, state_tensors
 from .analysis import cost  # soi.cost(model) works: the module is callable
 from . import models

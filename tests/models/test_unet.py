@@ -13,7 +13,7 @@ import soi
 import soi.testing
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.models import UNet, UNetConfig, parse_pattern
-from soi.scattered.blocks import UPSAMPLERS
+from soi.scattered import UPSAMPLERS
 
 DT = torch.float64
 CHUNKS = (1, 2, 3, 5, "whole")

@@ -16,7 +16,7 @@ from torch import nn
 import soi
 import soi.testing
 from soi.analysis.cost import MacCounter, analyze, measure_steps, schedule
-from soi.scattered.blocks import (
+from soi.scattered import (
     SC,
     SSCC,
     UPSAMPLERS,

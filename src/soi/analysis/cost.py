@@ -29,15 +29,12 @@ The run-time counter (:class:`MacCounter`) uses ``torch.utils.flop_counter.FlopC
 same per-op definition of a real multiplication, applied to the shapes of the ops actually executed;
 :func:`measure_steps` streams a model frame by frame under it, so the two can be compared step by step.
 
-Also the ``soi cost`` command (:func:`configure`, :func:`run`).
 
 ``soi.cost`` is callable: ``soi.cost(model, frame_rate=62.5)`` is :func:`cost`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import types
@@ -46,7 +43,7 @@ from functools import reduce
 from typing import Any, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..core.state import StreamingModule, state_tensors
@@ -63,48 +60,7 @@ __all__ = [
     "MacCounter",
     "measure_steps",
     "format_table",
-    "configure",
-    "run",
-    "DEFAULT_PATTERNS",
-    "PAPER_TABLES",
 ]
-
-DEFAULT_PATTERNS = (
-    "STMC", "Predictive 1", "Predictive 2",
-    "S-CC 2", "S-CC 5", "S-CC 7",
-    "2xS-CC 1 3", "2xS-CC 1 6", "2xS-CC 2 5", "2xS-CC 3 6", "2xS-CC 4 6", "2xS-CC 5 7", "2xS-CC 6 7",
-    "SS-CC 2", "SS-CC 5", "SS-CC 7",
-    "SS-CC 1 3", "SS-CC 1 6", "SS-CC 2 5", "SS-CC 3 6", "SS-CC 4 6", "SS-CC 5 6", "SS-CC 6 7",
-)  # fmt: skip
-"""The rows of the SOI paper's tables 1 and 2 (the default of ``soi cost``)."""
-
-PAPER_TABLES: dict[str, tuple[float, float, float | None]] = {
-    # pattern: (complexity retained %, MMAC/s, precomputed % or None when table 2 does not list it)
-    "STMC": (100.0, 1819.2, 0.0),
-    "Predictive 1": (100.0, 1819.2, 100.0),
-    "Predictive 2": (100.0, 1819.2, 100.0),
-    "S-CC 2": (51.4, 935.2, None),
-    "S-CC 5": (64.8, 1178.7, None),
-    "S-CC 7": (83.8, 1524.3, None),
-    "2xS-CC 1 3": (29.1, 528.8, None),
-    "2xS-CC 1 6": (35.6, 648.5, None),
-    "2xS-CC 2 5": (33.8, 615.0, None),
-    "2xS-CC 3 6": (43.8, 796.4, None),
-    "2xS-CC 4 6": (47.1, 857.3, None),
-    "2xS-CC 5 7": (56.7, 1031.2, None),
-    "2xS-CC 6 7": (63.2, 1149.5, None),
-    "SS-CC 2": (51.4, 935.2, 97.2),
-    "SS-CC 5": (64.8, 1178.7, 70.4),
-    "SS-CC 7": (83.8, 1524.3, 32.4),
-    "SS-CC 1 3": (50.0, 909.6, 83.7),
-    "SS-CC 1 6": (50.0, 909.6, 57.4),
-    "SS-CC 2 5": (51.4, 935.2, 70.4),
-    "SS-CC 3 6": (58.1, 1057.5, 57.4),
-    "SS-CC 4 6": (61.5, 1118.4, 57.4),
-    "SS-CC 5 6": (64.8, 1178.7, 57.4),
-    "SS-CC 6 7": (71.3, 1296.9, 32.4),
-}
-"""The SOI paper's tables 1 (PP) and 2 (FP): complexity figures of its 7-level speech U-Net."""
 
 
 # ==================================================================================================
@@ -330,54 +286,6 @@ def format_table(reports: Sequence[CostReport]) -> str:
             f"{r.precomputed_percent:.1f} | {r.state_bytes / 1024:.1f} |"
         )
     return "\n".join(lines)
-
-
-# ==================================================================================================
-# CLI: soi cost
-# ==================================================================================================
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", default="paper",
-        help="U-Net config: a JSON file, or a shipped preset ('paper', 'small'); default: paper",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pattern", action="append", default=None, metavar="PATTERN",
-        help="SOI pattern, repeatable (e.g. 'STMC', 'S-CC 2', '2xS-CC 1 3', 'SS-CC 2 5'); "
-        "default: the rows of the SOI paper's tables 1 and 2",
-    )  # fmt: skip
-    parser.add_argument("--upsampler", default="duplicate", help="duplicate (default), transposed, nearest, linear, cubic")
-    parser.add_argument("--strided-mode", default="soi", choices=("soi", "stmc"), help="SOI, or STMC's exact strided mode")
-    parser.add_argument("--frame-rate", type=float, default=62.5, help="frames per second (default 62.5: hop 256 at 16 kHz)")
-    parser.add_argument("--dense", action="store_true", help="also count products with padding and inserted zeros")
-    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a Markdown table")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..models import UNet, UNetConfig
-
-    config = UNetConfig.from_json(args.config)
-    patterns = args.pattern or [p for p in DEFAULT_PATTERNS if _fits(p, config.depth)]
-    reports = []
-    for p in patterns:
-        model = UNet(config, p, upsampler=args.upsampler, strided_mode=args.strided_mode)
-        reports.append(cost(model, frame_rate=args.frame_rate, dense=args.dense))
-    if args.json:
-        print(json.dumps([r.as_dict() for r in reports], indent=2))
-    else:
-        print(format_table(reports))
-    return 0
-
-
-def _fits(pattern: str, depth: int) -> bool:
-    from ..models import parse_pattern
-
-    try:
-        parse_pattern(pattern, depth)
-    except ValueError:
-        return False
-    return True
 
 
 class _CallableModule(types.ModuleType):

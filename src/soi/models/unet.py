@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from ..core.containers import Concat, DelayLine, Sequential, Wrapper
 from ..layers.conv import STMCConv2d
 from ..layers.conv_transpose import STMCConvTranspose2d
-from ..scattered.blocks import SC, UPSAMPLERS, SCCPair, STMCStridedPair, make_upsampler
+from ..scattered import SC, UPSAMPLERS, SCCPair, STMCStridedPair, make_upsampler
 from ..core.state import State, StreamingModule
 
 __all__ = ["UNetConfig", "UNet", "Pattern", "parse_pattern", "PATTERN_FORMS", "PRESETS"]

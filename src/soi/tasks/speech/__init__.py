@@ -21,7 +21,7 @@ from .masker import *  # noqa: F403
 from .metrics import *  # noqa: F403
 from .stft import *  # noqa: F403
 
-__all__ = [*_stft.__all__, *_masker.__all__, *_metrics.__all__, *_data.__all__, "generate_dataset", "make_sentence"]
+__all__ = [*_stft.__all__, *_masker.__all__, *_metrics.__all__, *_data.__all__, "generate_dataset", "make_sentence"]  # noqa: F405
 
 
 def __getattr__(name: str):
