@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import soi
+import soi.tasks.speech
 import soi.testing
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.models import UNet, UNetConfig, parse_pattern
@@ -282,3 +283,36 @@ def test_bad_inputs():
         UNet(TINY, "2xS-CC 1 2", upsampler=["duplicate"])
     with pytest.raises(ValueError, match="strided_mode"):
         UNet(TINY, "S-CC 2", strided_mode="exact")
+
+
+# ==================================================================================================
+# Checkpoint keys: level names, the same for every pattern; checkpoints written before the graph
+# was registered load
+# ==================================================================================================
+
+
+@pytest.mark.parametrize("mode", ["soi", "stmc"])
+@pytest.mark.parametrize("pattern", ["S-CC 2", "2xS-CC 1 3", "SS-CC 2 3", "Predictive 1"])
+def test_state_dict_keys_name_levels_whatever_the_pattern(pattern, mode):
+    reference = UNet(TINY, "STMC").state_dict()
+    model = UNet(TINY, pattern, strided_mode=mode)
+    keys = list(model.state_dict())
+    assert sorted(keys) == sorted(reference), f"{pattern} ({mode}): keys differ from STMC's: {sorted(set(keys) ^ set(reference))}"
+    assert all(k.startswith(("encoders.", "decoders.")) for k in keys), [k for k in keys if not k.startswith(("encoders.", "decoders."))]
+    # and the graph's own parameters are the ones the keys load into
+    model.load_state_dict({k: torch.full_like(v, 0.5) if v.is_floating_point() else v for k, v in reference.items()})
+    assert all(bool((p == 0.5).all()) for p in model.parameters()), f"{pattern} ({mode}): a parameter was not loaded"
+
+
+def test_learned_upsampler_keys_and_old_checkpoint_load():
+    model = UNet(TINY, "2xS-CC 1 3", upsampler=["duplicate", "transposed"])
+    assert {k for k in model.state_dict() if k.startswith("upsamplers.")} == {"upsamplers.3.weight", "upsamplers.3.bias"}
+    # the shipped checkpoint was written before the U-Net registered its graph
+    raw = torch.load(soi.tasks.speech.default_checkpoint_path(), map_location="cpu", weights_only=False)
+    prefix = "masker.body.branches.1.layers.1."
+    unet_keys = {k[len(prefix) :]: v for k, v in raw["state_dict"].items() if k.startswith(prefix)}
+    for pattern in ("STMC", "S-CC 2", "SS-CC 5"):
+        net = UNet(UNetConfig.from_dict(raw["unet_config"]), pattern)
+        net.load_state_dict(unet_keys)  # strict
+        got = net.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in unet_keys.items()), f"{pattern}: a loaded tensor differs"

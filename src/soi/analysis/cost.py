@@ -156,6 +156,7 @@ def analyze(model: StreamingModule, input_shape: Sequence[int] | None = None, de
         if input_shape is None:
             raise ValueError("cost: cannot tell the input frame shape of this model; pass input_shape=(C, *frame_size)")
     _, works = model.works(tuple(input_shape), Clock(), dense)
+    works = [w for w in works if w.macs]
     names = model.layer_names()
     for w in works:
         w.path = names.get(id(w.module), type(w.module).__name__)

@@ -251,10 +251,12 @@ class StreamingModule(nn.Module):
 
     def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
         """The output frame shape and the :class:`~soi.core.timing.Work` items of this module on
-        ``clock``. A leaf runs once per output frame; containers override this to compose their
-        children, the way timing composes."""
-        macs = self.macs(shape, dense)
-        return self.out_shape(shape), ([Work(self, self.work_kind, macs, clock.of_output(self.stride))] if macs else [])
+        ``clock`` (the clock of its input). A leaf is called on every input frame and runs once per
+        output frame; containers override this to compose their children, the way timing
+        composes. Leaves report themselves even when they do no multiplication: the schedule
+        (:mod:`soi.core.schedule`) is derived from every leaf's clocks."""
+        work = Work(self, self.work_kind, self.macs(shape, dense), clock.of_output(self.stride), clock)
+        return self.out_shape(shape), [work]
 
     # -- helpers for subclasses ---------------------------------------------------------------
     def _new_state_args(self, batch_size: int) -> dict[str, int]:

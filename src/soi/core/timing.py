@@ -74,6 +74,8 @@ class Clock:
             compressions that the baseline does not have).
         precomputed: it runs in ``prepare`` (behind a fully predictive shift: needs only past frames).
         compressed: it is inside an S-CC pair (its strides do not exist in the baseline).
+        phases: the states it cycles through, one per call (STMC's exact strided pair keeps one
+            state per stride phase), so its pattern repeats every ``period * phases`` frames.
     """
 
     offset: int = 0
@@ -81,6 +83,7 @@ class Clock:
     base_period: int = 1
     precomputed: bool = False
     compressed: bool = False
+    phases: int = 1
 
     def after(self, timing: Timing) -> Clock:
         """The clock of what follows a module of ``timing`` that runs on this clock."""
@@ -100,20 +103,23 @@ class Clock:
 
 @dataclass
 class Work:
-    """A module that multiplies, and when it runs.
+    """A leaf module of a model: what one run of it costs, when it runs and when it is called.
 
     Attributes:
         module: the module (its name in a model is found by :func:`soi.cost`).
-        kind: ``"conv"``, ``"conv_transpose"``, ``"linear"`` or ``"upsample"``.
-        macs: MACs per run (one output frame, one stream).
-        clock: where it runs (:class:`Clock`).
-        path: the module's name in the model (filled in by the cost model).
+        kind: ``"conv"``, ``"conv_transpose"``, ``"linear"``, ``"upsample"`` or ``"op"``.
+        macs: MACs per run (one output frame, one stream); 0 for modules that only move data.
+        clock: where it runs, i.e. computes an output frame (:class:`Clock`).
+        called: where it is called, i.e. receives frames (a time-strided layer is called on every
+            frame of its input to keep its shift register, and runs on every ``stride``-th).
+        path: the module's name in the model (filled in by :func:`soi.cost` and the schedule).
     """
 
     module: nn.Module
     kind: str
     macs: int
     clock: Clock
+    called: Clock
     path: str = ""
 
     @property

@@ -275,9 +275,10 @@ class SCCPair(StreamingModule):
 
     def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
         elem, out = self.inner.works(shape, dataclasses.replace(clock, compressed=True), dense)
-        # one upsampled frame per input frame, the first once the pair's delay has passed
-        up_clock = dataclasses.replace(clock, offset=clock.offset + clock.period * self.delay)
-        shape, w = self.upsampler.works(elem, up_clock, dense)
+        # called on every input frame; it emits its first frame once the pair's delay has passed
+        shape, w = self.upsampler.works(elem, clock, dense)
+        for item in w:
+            item.clock = dataclasses.replace(clock, offset=clock.offset + clock.period * self.delay)
         return shape, out + w
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> SCCState:
@@ -406,17 +407,18 @@ class STMCStridedPair(StreamingModule):
         return self.upsampler.out_shape(self.inner.out_shape(shape))
 
     def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
-        # every frame aligned: the strided layer, the layers after it and the upsampler run at every frame
+        # every frame aligned: the strided layer, the layers after it and the upsampler run at every
+        # frame, the last two with the state of the frame's stride phase
+        clock = dataclasses.replace(clock, phases=clock.phases * self.scale)
         down = self.down
-        out = [Work(down, down.work_kind, m, clock)] if (m := down.macs(shape, dense)) else []
+        out = [Work(down, down.work_kind, down.macs(shape, dense), clock, clock)]
         shape = down.out_shape(shape)
         body_clock = dataclasses.replace(clock, compressed=True)
         for layer in self.body:
             shape, w = layer.works(shape, body_clock, dense)
             out.extend(w)
         up = self.upsampler
-        if macs := up.aligned_macs(shape):
-            out.append(Work(up, up.work_kind, macs, clock))
+        out.append(Work(up, up.work_kind, up.aligned_macs(shape), clock, clock))
         return up.out_shape(shape), out
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> STMCStridedState:
