@@ -255,7 +255,7 @@ class StreamingModule(nn.Module):
         output frame; containers override this to compose their children, the way timing
         composes. Leaves report themselves even when they do no multiplication: the schedule
         (:mod:`soi.core.schedule`) is derived from every leaf's clocks."""
-        work = Work(self, self.work_kind, self.macs(shape, dense), clock.of_output(self.stride), clock)
+        work = Work(self, self.work_kind, self.macs(shape, dense), clock.of_output(self.stride), clock, shape)
         return self.out_shape(shape), [work]
 
     # -- helpers for subclasses ---------------------------------------------------------------

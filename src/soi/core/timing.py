@@ -112,6 +112,7 @@ class Work:
         clock: where it runs, i.e. computes an output frame (:class:`Clock`).
         called: where it is called, i.e. receives frames (a time-strided layer is called on every
             frame of its input to keep its shift register, and runs on every ``stride``-th).
+        shape: the shape ``(C, *frame)`` of one input frame.
         path: the module's name in the model (filled in by :func:`soi.cost` and the schedule).
     """
 
@@ -120,6 +121,7 @@ class Work:
     macs: int
     clock: Clock
     called: Clock
+    shape: FrameShape
     path: str = ""
 
     @property

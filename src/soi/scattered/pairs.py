@@ -411,14 +411,14 @@ class STMCStridedPair(StreamingModule):
         # frame, the last two with the state of the frame's stride phase
         clock = dataclasses.replace(clock, phases=clock.phases * self.scale)
         down = self.down
-        out = [Work(down, down.work_kind, down.macs(shape, dense), clock, clock)]
+        out = [Work(down, down.work_kind, down.macs(shape, dense), clock, clock, shape)]
         shape = down.out_shape(shape)
         body_clock = dataclasses.replace(clock, compressed=True)
         for layer in self.body:
             shape, w = layer.works(shape, body_clock, dense)
             out.extend(w)
         up = self.upsampler
-        out.append(Work(up, up.work_kind, up.aligned_macs(shape), clock, clock))
+        out.append(Work(up, up.work_kind, up.aligned_macs(shape), clock, clock, shape))
         return up.out_shape(shape), out
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> STMCStridedState:
