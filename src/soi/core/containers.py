@@ -296,6 +296,7 @@ class _Parallel(_Container):
         self.branches = nn.ModuleList(as_streaming(b) for b in branches)
         self.align = nn.ModuleList()
         self._align_of: tuple[int, ...] = ()
+        self._lagged = False
         self._problem = _not_streaming(type(self).__name__, ((f"branches.{i}", b) for i, b in enumerate(self.branches)))
         if self._problem is not None:
             return
@@ -318,6 +319,7 @@ class _Parallel(_Container):
                 index.append(-1)
                 timings.append(b.timing)
         self._align_of = tuple(index)
+        self._lagged = any(a >= 0 for a in index)
         self._timing = Timing(max(t.receptive_field for t in timings), max(delays), stride)
 
     def _combine(self, outputs: list[Tensor]) -> Tensor:
@@ -350,13 +352,13 @@ class _Parallel(_Container):
             align=tuple(d.init_state(batch_size, device, dtype) for d in self.align),
         )
 
-    def _outputs(self, ys: list[Tensor | None], state: ParallelState) -> tuple[list[Tensor | None], tuple[State, ...]]:
-        """The branch outputs through their alignment delays."""
+    def _outputs(self, ys: list[Tensor | None], state: ParallelState) -> tuple[State, ...]:
+        """Pass the branch outputs ``ys`` (in place) through their alignment delays; their new states."""
         align = list(state.align)
         for i, a in enumerate(self._align_of):
             if a >= 0 and ys[i] is not None:
                 ys[i], align[a] = self.align[a].step(ys[i], align[a])
-        return ys, tuple(align)
+        return tuple(align)
 
     def step(self, x: Tensor, state: ParallelState) -> tuple[Tensor, ParallelState]:
         self._check_state(x, state)
@@ -365,7 +367,7 @@ class _Parallel(_Container):
             y, s = b.step(x, s)
             ys.append(y)
             new.append(s)
-        ys, align = self._outputs(ys, state)
+        align = self._outputs(ys, state) if self._lagged else state.align
         return self._combine(ys), ParallelState(state.owner, state.batch_size, tuple(new), align)
 
     def prepare(self, state: ParallelState) -> ParallelState:
@@ -378,7 +380,7 @@ class _Parallel(_Container):
             y, s = b.flush(s)
             ys.append(y)
             new.append(s)
-        ys, align = self._outputs(ys, state)
+        align = self._outputs(ys, state)
         tails = []
         for i, a in enumerate(self._align_of):
             tail = None
