@@ -20,9 +20,10 @@ input frame ``s*j`` arrives; a chunk yields between ``0`` and ``ceil(n/s)`` outp
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -30,7 +31,22 @@ from torch import Tensor
 from .state import State, StreamingModule
 from .timing import FrameShape, Timing
 
-__all__ = ["WindowState", "TemporalWindow", "DelayWindow", "push", "ntuple"]
+__all__ = ["WindowState", "TemporalWindow", "DelayWindow", "push", "ntuple", "with_dims"]
+
+
+def with_dims(base: type, dims: int, doc: str) -> type:
+    """The thin ``1d``/``2d``/``3d`` name of an N-d layer: ``base`` with its first argument,
+    ``dims``, fixed. ``help()`` and ``inspect.signature`` show ``base``'s real arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        base.__init__(self, dims, *args, **kwargs)
+
+    signature = inspect.signature(base.__init__)
+    __init__.__signature__ = signature.replace(parameters=[p for n, p in signature.parameters.items() if n != "dims"])
+    name = f"{base.__name__[:-2]}{dims}d"
+    __init__.__qualname__ = f"{name}.__init__"
+    doc = f"{doc}\n\nArguments as :class:`{base.__name__}`, without ``dims``.\n\n{inspect.cleandoc(base.__doc__ or '')}"
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": base.__module__, "__qualname__": name})
 
 
 def ntuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:

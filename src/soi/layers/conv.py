@@ -16,34 +16,100 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.timing import FrameShape, conv_macs
-from ..core.window import TemporalWindow, ntuple
+from ..core.window import TemporalWindow, ntuple, with_dims
 
-__all__ = ["STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d"]
+__all__ = ["ConvWindow", "STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
-def _init_like_torch(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
-    # The same initialisation as torch.nn.ConvNd, so that training recipes carry over.
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None and fan_in > 0:
-        bound = 1 / math.sqrt(fan_in)
-        nn.init.uniform_(bias, -bound, bound)
+class ConvWindow(TemporalWindow):
+    """What an STMC convolution and a tSTMC share: channels, groups, a kernel with time first,
+    weights and bias shaped and initialised as in ``torch.nn`` (``transposed``: ``(C_in,
+    C_out/groups, k...)``, else ``(C_out, C_in/groups, k...)``), their MACs and their repr.
+    ``padding`` and ``output_padding`` are for the non-time axes."""
+
+    transposed = False
+
+    def __init__(
+        self,
+        dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int],
+        padding: int | Sequence[int],
+        output_padding: int | Sequence[int],
+        dilation: int | Sequence[int],
+        groups: int,
+        bias: bool,
+        lookahead: int,
+        frame_size: Sequence[int] | None,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> None:
+        kernel_size = ntuple(kernel_size, dims, "kernel_size")
+        stride = ntuple(stride, dims, "stride")
+        dilation = ntuple(dilation, dims, "dilation")
+        padding = ntuple(padding, dims - 1, "padding (non-time axes)")
+        output_padding = ntuple(output_padding, dims - 1, "output_padding (non-time axes)")
+        if self.transposed and stride[0] != 1:
+            raise ValueError(
+                f"STMCConvTranspose: stride[0] (time) must be 1, got {stride[0]}; upsample time with "
+                "soi.TransposedUpsample or soi.Duplicate inside an S-CC pair"
+            )
+        super().__init__(dims, in_channels, kernel_size[0], dilation[0], stride[0], lookahead, frame_size)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.conv_stride = stride
+        self.padding = padding
+        self.output_padding = output_padding
+        self.dilation = dilation
+        self.groups = groups
+        pair = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(*pair, *kernel_size, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # The same initialisation as torch.nn.ConvNd (fan-in from weight dim 1 for both), so that
+        # training recipes carry over.
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        fan_in = self.weight.shape[1] * self.weight[0, 0].numel()
+        if self.bias is not None and fan_in > 0:
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        """Every time tap is real (the zero history at the start of a stream is state); the
+        non-time axes as :func:`~soi.core.timing.conv_macs` counts them."""
+        w = tuple(self.weight.shape)
+        per_tap = conv_macs(
+            shape[1:], (1, 1, *w[3:]), self.conv_stride[1:], self.padding, self.dilation[1:], self.transposed,
+            self.output_padding, dense,
+        )  # fmt: skip
+        return w[0] * w[1] * self.time_kernel * per_tap
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.conv_stride}, padding={self.padding}, dilation={self.dilation}"
+        )
+        if any(self.output_padding):
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.lookahead:
+            s += f", lookahead={self.lookahead}"
+        return s
 
 
-def window_macs(
-    layer: TemporalWindow, shape: FrameShape, output_padding: Sequence[int], transposed: bool, dense: bool
-) -> int:
-    """MACs of one output frame of an STMC convolution or tSTMC: every time tap is real (the zero
-    history at the start of a stream is state), the non-time axes as :func:`conv_macs` counts."""
-    w = tuple(layer.weight.shape)
-    per_tap = conv_macs(
-        shape[1:], (1, 1, *w[3:]), layer.conv_stride[1:], layer.padding, layer.dilation[1:], transposed, output_padding, dense
-    )
-    return w[0] * w[1] * layer.time_kernel * per_tap
-
-
-class STMCConvNd(TemporalWindow):
+class STMCConvNd(ConvWindow):
     """Streaming convolution over ``(B, C_in, T, ...)`` -> ``(B, C_out, T', ...)``.
 
     Args:
@@ -76,26 +142,10 @@ class STMCConvNd(TemporalWindow):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        kernel_size = ntuple(kernel_size, dims, "kernel_size")
-        stride = ntuple(stride, dims, "stride")
-        dilation = ntuple(dilation, dims, "dilation")
-        padding = ntuple(padding, dims - 1, "padding (non-time axes)")
-        super().__init__(dims, in_channels, kernel_size[0], dilation[0], stride[0], lookahead, frame_size)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.conv_stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        self.groups = groups
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *kernel_size, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _init_like_torch(self.weight, self.bias, self.weight[0].numel())
+        super().__init__(
+            dims, in_channels, out_channels, kernel_size, stride, padding, 0, dilation, groups, bias, lookahead,
+            frame_size, device, dtype,
+        )  # fmt: skip
 
     def window_op(self, window: Tensor) -> Tensor:
         return _CONV[self.dims](
@@ -108,39 +158,7 @@ class STMCConvNd(TemporalWindow):
             for n, p, d, k, s in zip(frame_size, self.padding, self.dilation[1:], self.kernel_size[1:], self.conv_stride[1:])
         )
 
-    def macs(self, shape: FrameShape, dense: bool = False) -> int:
-        return window_macs(self, shape, (0,) * (self.dims - 1), False, dense)
 
-    def extra_repr(self) -> str:
-        s = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.conv_stride}, padding={self.padding}, dilation={self.dilation}"
-        )
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.lookahead:
-            s += f", lookahead={self.lookahead}"
-        return s
-
-
-class STMCConv1d(STMCConvNd):
-    """STMC convolution over ``(B, C, T)``. See :class:`STMCConvNd`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
-        super().__init__(1, in_channels, out_channels, kernel_size, **kwargs)
-
-
-class STMCConv2d(STMCConvNd):
-    """STMC convolution over ``(B, C, T, F)``. See :class:`STMCConvNd`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
-        super().__init__(2, in_channels, out_channels, kernel_size, **kwargs)
-
-
-class STMCConv3d(STMCConvNd):
-    """STMC convolution over ``(B, C, T, H, W)``. See :class:`STMCConvNd`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
-        super().__init__(3, in_channels, out_channels, kernel_size, **kwargs)
+STMCConv1d = with_dims(STMCConvNd, 1, "STMC convolution over ``(B, C, T)``.")
+STMCConv2d = with_dims(STMCConvNd, 2, "STMC convolution over ``(B, C, T, F)``.")
+STMCConv3d = with_dims(STMCConvNd, 3, "STMC convolution over ``(B, C, T, H, W)``.")

@@ -13,18 +13,17 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core.timing import FrameShape
-from .conv import _init_like_torch, window_macs
-from ..core.window import TemporalWindow, ntuple
+from ..core.window import with_dims
+from .conv import ConvWindow
 
 __all__ = ["STMCConvTransposeNd", "STMCConvTranspose1d", "STMCConvTranspose2d", "STMCConvTranspose3d"]
 
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-class STMCConvTransposeNd(TemporalWindow):
+class STMCConvTransposeNd(ConvWindow):
     """Streaming transposed convolution ``(B, C_in, T, ...)`` -> ``(B, C_out, T, ...)``.
 
     Args as ``torch.nn.ConvTransposeNd`` with time first; ``stride[0]`` must be 1 (time upsampling
@@ -35,6 +34,7 @@ class STMCConvTransposeNd(TemporalWindow):
     frames.
     """
 
+    transposed = True
     work_kind = "conv_transpose"
 
     def __init__(
@@ -54,34 +54,10 @@ class STMCConvTransposeNd(TemporalWindow):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        kernel_size = ntuple(kernel_size, dims, "kernel_size")
-        stride = ntuple(stride, dims, "stride")
-        dilation = ntuple(dilation, dims, "dilation")
-        padding = ntuple(padding, dims - 1, "padding (non-time axes)")
-        output_padding = ntuple(output_padding, dims - 1, "output_padding (non-time axes)")
-        if stride[0] != 1:
-            raise ValueError(
-                f"STMCConvTranspose: stride[0] (time) must be 1, got {stride[0]}; upsample time with "
-                "soi.TransposedUpsample or soi.Duplicate inside an S-CC pair"
-            )
-        super().__init__(dims, in_channels, kernel_size[0], dilation[0], 1, lookahead, frame_size)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.conv_stride = stride
-        self.padding = padding
-        self.output_padding = output_padding
-        self.dilation = dilation
-        self.groups = groups
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, *kernel_size, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # torch.nn.ConvTransposeNd computes fan-in from weight dim 1.
-        _init_like_torch(self.weight, self.bias, self.weight.shape[1] * self.weight[0, 0].numel())
+        super().__init__(
+            dims, in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, groups, bias,
+            lookahead, frame_size, device, dtype,
+        )  # fmt: skip
 
     def window_op(self, window: Tensor) -> Tensor:
         # Time padding H turns the transposed convolution in time into the causal one: exactly
@@ -105,37 +81,7 @@ class STMCConvTransposeNd(TemporalWindow):
             )
         )
 
-    def macs(self, shape: FrameShape, dense: bool = False) -> int:
-        return window_macs(self, shape, self.output_padding, True, dense)
 
-    def extra_repr(self) -> str:
-        s = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.conv_stride}, padding={self.padding}"
-        )
-        if any(self.output_padding):
-            s += f", output_padding={self.output_padding}"
-        if self.lookahead:
-            s += f", lookahead={self.lookahead}"
-        return s
-
-
-class STMCConvTranspose1d(STMCConvTransposeNd):
-    """tSTMC over ``(B, C, T)``. See :class:`STMCConvTransposeNd`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
-        super().__init__(1, in_channels, out_channels, kernel_size, **kwargs)
-
-
-class STMCConvTranspose2d(STMCConvTransposeNd):
-    """tSTMC over ``(B, C, T, F)``. See :class:`STMCConvTransposeNd`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
-        super().__init__(2, in_channels, out_channels, kernel_size, **kwargs)
-
-
-class STMCConvTranspose3d(STMCConvTransposeNd):
-    """tSTMC over ``(B, C, T, H, W)``. See :class:`STMCConvTransposeNd`."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, **kwargs) -> None:
-        super().__init__(3, in_channels, out_channels, kernel_size, **kwargs)
+STMCConvTranspose1d = with_dims(STMCConvTransposeNd, 1, "tSTMC over ``(B, C, T)``.")
+STMCConvTranspose2d = with_dims(STMCConvTransposeNd, 2, "tSTMC over ``(B, C, T, F)``.")
+STMCConvTranspose3d = with_dims(STMCConvTransposeNd, 3, "tSTMC over ``(B, C, T, H, W)``.")

@@ -21,11 +21,17 @@ from typing import Any
 
 from torch import nn
 
-from ..core.containers import Concat, FrameWise, Residual, Sequential, frame_wise_problem
+from ..core.containers import (
+    Concat,
+    FrameWise,
+    Residual,
+    Sequential,
+    frame_wise_problem,
+)
+from ..core.state import StreamingModule
 from .conv import STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .pooling import STMCAvgPoolNd, STMCMaxPoolNd
-from ..core.state import StreamingModule
 
 __all__ = ["convert", "ConversionError"]
 

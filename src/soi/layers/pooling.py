@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..core.state import State, StreamingModule
 from ..core.timing import FrameShape
-from ..core.window import TemporalWindow, ntuple
+from ..core.window import TemporalWindow, ntuple, with_dims
 
 __all__ = [
     "STMCAvgPoolNd",
@@ -122,21 +122,12 @@ class STMCMaxPoolNd(_STMCPoolNd):
         return _MAX[self.dims](window, self.kernel_size, self.pool_stride, (0, *self.padding), self.dilation)
 
 
-def _named(base: type, dims: int, doc: str) -> type:
-    def __init__(self, channels: int, kernel_size, **kwargs) -> None:
-        base.__init__(self, dims, channels, kernel_size, **kwargs)
-
-    return type(f"{base.__name__[:-2]}{dims}d", (base,), {"__init__": __init__, "__doc__": doc})
-
-
-STMCAvgPool1d = _named(STMCAvgPoolNd, 1, "Streaming average pooling over ``(B, C, T)``.")
-STMCAvgPool2d = _named(STMCAvgPoolNd, 2, "Streaming average pooling over ``(B, C, T, F)``.")
-STMCAvgPool3d = _named(STMCAvgPoolNd, 3, "Streaming average pooling over ``(B, C, T, H, W)``.")
-STMCMaxPool1d = _named(STMCMaxPoolNd, 1, "Streaming max pooling over ``(B, C, T)``.")
-STMCMaxPool2d = _named(STMCMaxPoolNd, 2, "Streaming max pooling over ``(B, C, T, F)``.")
-STMCMaxPool3d = _named(STMCMaxPoolNd, 3, "Streaming max pooling over ``(B, C, T, H, W)``.")
-for _cls in (STMCAvgPool1d, STMCAvgPool2d, STMCAvgPool3d, STMCMaxPool1d, STMCMaxPool2d, STMCMaxPool3d):
-    _cls.__module__ = __name__
+STMCAvgPool1d = with_dims(STMCAvgPoolNd, 1, "Streaming average pooling over ``(B, C, T)``.")
+STMCAvgPool2d = with_dims(STMCAvgPoolNd, 2, "Streaming average pooling over ``(B, C, T, F)``.")
+STMCAvgPool3d = with_dims(STMCAvgPoolNd, 3, "Streaming average pooling over ``(B, C, T, H, W)``.")
+STMCMaxPool1d = with_dims(STMCMaxPoolNd, 1, "Streaming max pooling over ``(B, C, T)``.")
+STMCMaxPool2d = with_dims(STMCMaxPoolNd, 2, "Streaming max pooling over ``(B, C, T, F)``.")
+STMCMaxPool3d = with_dims(STMCMaxPoolNd, 3, "Streaming max pooling over ``(B, C, T, H, W)``.")
 
 
 @dataclass
