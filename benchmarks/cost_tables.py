@@ -13,7 +13,8 @@ import argparse
 import json
 from collections import defaultdict
 
-from soi.analysis.cost import PAPER_TABLES, cost
+from paper_tables import PAPER_TABLES  # this folder's reference figures
+from soi.analysis.cost import cost
 from soi.models import UNet, UNetConfig
 
 FRAME_RATE = 62.5  # STFT 1024 / hop 256 at 16 kHz

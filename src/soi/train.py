@@ -11,7 +11,6 @@ wall-clock budget, a progress bar with loss and ETA, and a CSV log (plus TensorB
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -29,11 +28,12 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .tasks.speech.metrics import neg_si_snr_loss, si_snr_improvement
 from .models.unet import UNetConfig
+from .tasks.speech.data import noisy_clean, open_split
 from .tasks.speech.masker import SpectralMasker, SpeechEnhancer, save_checkpoint
+from .tasks.speech.metrics import neg_si_snr_loss, si_snr_improvement
 
-__all__ = ["TrainConfig", "train", "evaluate_si_snri", "open_split"]
+__all__ = ["TrainConfig", "train", "evaluate_si_snri"]
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -43,7 +43,7 @@ class TrainConfig:
     """Everything a training run depends on; saved in every checkpoint.
 
     ``data`` is a folder with ``train/`` and ``valid/`` splits, each with ``noisy/`` and ``clean/``
-    WAVs of the same names (the layout :func:`soi.audio.generate.generate_dataset` writes and the
+    WAVs of the same names (the layout :func:`soi.tasks.speech.generate.generate_dataset` writes and the
     DNS Challenge's synthetic pairs use).
     """
 
@@ -78,22 +78,6 @@ class TrainConfig:
 # -- data -------------------------------------------------------------------------------------------
 
 
-def open_split(root: str | Path, split: str) -> Dataset:
-    """The ``split`` of a paired data set under ``root`` (``root/split/{noisy,clean}``)."""
-    from .tasks.speech.data import PairedFolderDataset
-
-    folder = Path(root) / split
-    if not (folder / "noisy").is_dir() or not (folder / "clean").is_dir():
-        raise FileNotFoundError(f"{folder} must contain noisy/ and clean/ folders of matching WAV files")
-    return PairedFolderDataset(folder / "noisy", folder / "clean")
-
-
-def _pair(item: Any) -> tuple[Tensor, Tensor]:
-    if isinstance(item, dict):
-        return item["noisy"], item["clean"]
-    return item[0], item[1]
-
-
 class RandomCrops(Dataset):
     """Random fixed-length crops of (noisy, clean) pairs, reproducible from (seed, epoch, index)."""
 
@@ -104,7 +88,7 @@ class RandomCrops(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        noisy, clean = _pair(self.base[index])
+        noisy, clean = noisy_clean(self.base[index])
         n = noisy.shape[-1]
         if n < self.samples:
             noisy = torch.nn.functional.pad(noisy, (0, self.samples - n))
@@ -141,7 +125,7 @@ def evaluate_si_snri(enhancer: SpeechEnhancer, dataset: Dataset, batch_size: int
     enhancer.eval()
     total, count = 0.0, 0
     for i in range(0, len(dataset), batch_size):
-        items = [_pair(dataset[j]) for j in range(i, min(i + batch_size, len(dataset)))]
+        items = [noisy_clean(dataset[j]) for j in range(i, min(i + batch_size, len(dataset)))]
         for noisy, clean in items:  # items may differ in length: one at a time, no padding bias
             est = enhancer(noisy.unsqueeze(0))
             total += float(si_snr_improvement(est, noisy.unsqueeze(0), clean.unsqueeze(0)).sum())
@@ -321,43 +305,3 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     return summary
-
-
-# -- command line -----------------------------------------------------------------------------------
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
-    parser.add_argument("--data", help="data set root with train/ and valid/ (default: data/default, built if absent)")
-    parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and logs")
-    parser.add_argument("--model-config", help="U-Net JSON (default: the shipped small U-Net)")
-    parser.add_argument("--pattern", help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
-    parser.add_argument("--upsampler", help="duplicate | transposed | nearest | linear | cubic")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--segment-seconds", type=float)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--steps", dest="max_steps", type=int)
-    parser.add_argument("--minutes", type=float, help="wall-clock budget; stops, validates and saves")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--valid-every", type=int)
-    parser.add_argument("--workers", dest="num_workers", type=int)
-    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None)
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-
-
-def run(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if args.config:
-        cfg = TrainConfig.from_json(args.config, **overrides)
-    else:
-        if "data" not in overrides:
-            from .tasks.speech.demo import ensure_default_data
-
-            overrides["data"] = str(ensure_default_data())
-        cfg = TrainConfig(**overrides)
-    summary = train(cfg)
-    if "best" in summary:
-        print(json.dumps(summary, indent=2))
-    return 0

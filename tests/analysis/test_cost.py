@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import soi
 import soi.analysis.cost as C
+from benchmarks.paper_tables import PAPER_TABLES
 from soi.cli import main
 from soi.models import UNet, UNetConfig
 
@@ -25,7 +26,7 @@ PAPER = UNetConfig.preset("paper")
 @pytest.fixture(scope="module")
 def paper_reports():
     """Analytic cost of every pattern of the paper's tables (no streaming, only the structure)."""
-    return {p: C.cost(UNet(PAPER, p)) for p in C.PAPER_TABLES}
+    return {p: C.cost(UNet(PAPER, p)) for p in PAPER_TABLES}
 
 
 # ==================================================================================================
@@ -96,7 +97,7 @@ def test_paper_like_unet_is_close_to_the_paper(paper_reports):
     STMC total within 2 % of the paper's 1819.2 MMAC/s (the paper does not give its channel counts)."""
     stmc = paper_reports["STMC"]
     assert abs(stmc.mmac_per_s - 1819.2) / 1819.2 < 0.02, f"STMC {stmc.mmac_per_s:.1f} MMAC/s"
-    for pattern, (retained, _, precomputed) in C.PAPER_TABLES.items():
+    for pattern, (retained, _, precomputed) in PAPER_TABLES.items():
         r = paper_reports[pattern]
         assert abs(r.retained_percent - retained) <= 4.0, f"{pattern}: retained {r.retained_percent:.1f} vs paper {retained}"
         if precomputed is not None:

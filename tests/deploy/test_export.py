@@ -13,6 +13,7 @@ from torch import nn
 import soi
 from soi.deploy.export import export_onnx
 from soi.deploy.runtime import OnnxStreamer
+from soi.models.unet import UNet, UNetConfig
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -101,33 +102,11 @@ TINY = {"freq_bins": 33, "in_channels": 2, "out_channels": 2, "channels": [4, 8,
 
 @pytest.mark.parametrize("pattern, n_cycle", [("S-CC 2", 2), ("SS-CC 2", 4)])
 def test_soi_patterns_phase_graphs_and_parity(tmp_path, pattern, n_cycle):
-    unet = pytest.importorskip("soi.models.unet")
     torch.manual_seed(2)
-    model = unet.UNet(unet.UNetConfig(**TINY), pattern).eval()
+    model = UNet(UNetConfig(**TINY), pattern).eval()
     man = export_onnx(model, tmp_path, (1, 2, 1, 33))
     assert len(man["cycle"]) == n_cycle
     kinds = man["cycle_kinds"]
     assert ("prepare" in kinds) == pattern.startswith("SS")
     err, outs = _parity(model, tmp_path, (1, 2, 1, 33), frames=400)
     assert outs == 400 and err <= 1e-5, err
-
-
-def test_cli_export_of_a_speech_checkpoint(tmp_path, capsys):
-    speech = pytest.importorskip("soi.tasks.speech.masker")
-    unet = pytest.importorskip("soi.models.unet")
-    from soi.cli import main
-
-    torch.manual_seed(0)
-    masker = speech.SpectralMasker(unet.UNetConfig(**TINY), "STMC")
-    enhancer = speech.SpeechEnhancer(masker, n_fft=64, hop=16).eval()
-    ckpt = tmp_path / "model.pt"
-    speech.save_checkpoint(ckpt, enhancer)
-    out = tmp_path / "onnx"
-    assert main(["export", str(ckpt), "--pattern", "S-CC 2", "-o", str(out), "--check-steps", "40"]) == 0
-    text = capsys.readouterr().out
-    assert "S-CC 2" in text and "max |diff|" in text
-    man = json.loads((out / "manifest.json").read_text())
-    assert man["pattern"] == "S-CC 2" and man["sample_rate"] == 16000 and man["hop"] == 16 and man["n_fft"] == 64
-    assert man["latency"]["algorithmic_samples"] == 64 - 16
-    assert len(man["cycle"]) == 2
-    assert main(["export", str(ckpt), "-o", str(out)]) == 2  # exists: refused without --force

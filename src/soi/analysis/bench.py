@@ -33,10 +33,8 @@ machine's measured rate for dense matrix products of the network's layer shapes)
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
-import json
 import math
 import os
 import platform
@@ -54,6 +52,7 @@ from torch import nn
 
 from ..deploy.fast import FastStreamer, fold_batchnorm
 from ..core.state import StreamingModule
+from ..core.timing import Clock
 
 __all__ = [
     "BenchCase",
@@ -61,8 +60,6 @@ __all__ = [
     "machine_facts",
     "matmul_reference",
     "format_table",
-    "configure",
-    "run",
     "DEFAULT_PATTERNS",
     "FORMS",
     "FAST_FORMS",
@@ -127,60 +124,26 @@ def _time_call(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(ts)
 
 
-def layer_gemm_shapes(model: nn.Module, input_shape: Sequence[int]) -> list[tuple[str, int, int, int]]:
-    """For every STMC convolution / tSTMC of ``model``, the dense matrix product that does one
-    output frame's work: ``(name, M, K, N)`` with ``M*K*N`` = the layer's MACs per frame
-    (every tap, zero padding included; for tSTMC the GEMM + col2im form, no inserted zeros)."""
-    from ..layers.conv import STMCConvNd
-    from ..layers.conv_transpose import STMCConvTransposeNd
-
+def layer_gemm_shapes(model: StreamingModule, input_shape: Sequence[int]) -> list[tuple[str, int, int, int]]:
+    """For every STMC convolution / tSTMC of ``model`` (chunks ``input_shape = (B, C, n, ...)``),
+    the dense matrix product that does one output frame's work: ``(name, M, K, N)`` with ``M*K*N``
+    = the layer's MACs per frame (every tap, zero padding included; for tSTMC the GEMM + col2im
+    form, no inserted zeros). The frame shapes are those the modules declare
+    (:meth:`~soi.StreamingModule.works`)."""
+    frame = (input_shape[1], *input_shape[3:])
+    _, works = model.works(frame, Clock())
+    names = model.layer_names()
     out = []
-    shapes: dict[int, tuple[int, ...]] = {}
-    hooks = []
-
-    def hook(mod, args, _out):
-        shapes[id(mod)] = tuple(args[0].shape)
-
-    for m in model.modules():
-        if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
-            hooks.append(m.register_forward_hook(hook))
-    # window_op is not a forward; record the window shapes through the ops instead
-    originals = {}
-    for m in model.modules():
-        if isinstance(m, (STMCConvNd, STMCConvTransposeNd)):
-            originals[m] = m.window_op
-
-            def wrapped(window, m=m, f=m.window_op):
-                shapes[id(m)] = tuple(window.shape)
-                return f(window)
-
-            m.window_op = wrapped
-    try:
-        with torch.no_grad():
-            x = torch.zeros(input_shape, dtype=next(model.parameters()).dtype)
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-        for m in originals:
-            del m.window_op
-    names = {id(m): n for n, m in model.named_modules()}
-    for m in model.modules():
-        if id(m) not in shapes:
-            continue
-        window = shapes[id(m)]
-        rest = window[3:]
-        if isinstance(m, STMCConvTransposeNd):
-            f_out = m.out_frame_size(tuple(rest))
+    for w in works:
+        m, rest = w.module, w.shape[1:]
+        if w.kind == "conv_transpose":
             # (C_out*taps, C_in) @ (C_in, F_in): every input position meets every tap (col2im after)
-            n = math.prod(rest)
-            k = m.in_channels // m.groups
-            mm = m.out_channels * math.prod(m.kernel_size)
+            n, k, mm = math.prod(rest), m.in_channels // m.groups, m.out_channels * math.prod(m.kernel_size)
+        elif w.kind == "conv":
+            n = math.prod(m.out_frame_size(tuple(rest)))
+            k, mm = (m.in_channels // m.groups) * math.prod(m.kernel_size), m.out_channels
         else:
-            f_out = m.out_frame_size(tuple(rest))
-            n = math.prod(f_out)
-            k = (m.in_channels // m.groups) * math.prod(m.kernel_size)
-            mm = m.out_channels
+            continue
         out.append((names.get(id(m), type(m).__name__), int(mm), int(k), int(n)))
     return out
 
@@ -630,45 +593,3 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         )
     return "\n".join(lines)
 
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="small", help="U-Net config: preset name (small, paper) or JSON path (default small)")
-    parser.add_argument("--pattern", action="append", default=None, help=f"SOI pattern (repeatable; default {', '.join(DEFAULT_PATTERNS)})")
-    parser.add_argument("--form", action="append", choices=FORMS, default=None, help="form to time (repeatable; default all)")
-    parser.add_argument("--no-windowed", action="store_true", help="skip the windowed-recompute baseline")
-    parser.add_argument("--no-exact-strided", action="store_true", help="skip STMC exact-strided")
-    parser.add_argument("--batch", type=int, default=1, help="independent streams per step (default 1)")
-    parser.add_argument("--throughput-batch", type=int, action="append", default=None, help="also time STMC with B streams per call (repeatable)")
-    parser.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default 1)")
-    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds timed (default 40)")
-    parser.add_argument("--frames-per-round", type=int, default=10, help="frames per case per round (default 10)")
-    parser.add_argument(
-        "--block-warmup", type=int, default=BLOCK_WARMUP, help=f"untimed frames before each block (default {BLOCK_WARMUP})"
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
-
-
-def run(args: argparse.Namespace) -> int:
-    result = bench(
-        args.config,
-        tuple(args.pattern) if args.pattern else DEFAULT_PATTERNS,
-        tuple(args.form) if args.form else FORMS,
-        windowed=not args.no_windowed,
-        exact_strided=not args.no_exact_strided,
-        batch=args.batch,
-        throughput_batches=tuple(args.throughput_batch or ()),
-        check_onnx=False,
-        threads=args.threads,
-        rounds=args.rounds,
-        frames_per_round=args.frames_per_round,
-        block_warmup=args.block_warmup,
-        progress=not args.json and sys.stderr.isatty(),
-    )
-    if args.json:
-        print(json.dumps(result["rows"], indent=2))
-    else:
-        m = result["machine"]
-        print(f"{m['cpu']}, {m['torch_threads']} thread(s), torch {m['torch']}, onnxruntime {m.get('onnxruntime')}")
-        print(f"compute-bound reference (dense products of the layer shapes): {result['reference']['gmac_per_s']:.2f} GMAC/s")
-        print(format_table(result["rows"]))
-    return 0

@@ -8,7 +8,6 @@ offline output (float64) and the work per frame against re-running the network o
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
@@ -35,6 +34,9 @@ def demo_model(channels: int = 16) -> nn.Sequential:
 
 
 def run_check(frames: int = 200, seed: int = 0) -> dict[str, float]:
+    """Convert :func:`demo_model` (float64, random weights from ``seed``), stream ``frames`` random
+    frames through it one at a time and in random chunks, and return the largest differences from
+    offline (``max_err_*``), the delay and receptive field, and the time of one frame step."""
     torch.manual_seed(seed)
     net = demo_model().double().eval()
     model = convert(net)
@@ -56,20 +58,3 @@ def run_check(frames: int = 200, seed: int = 0) -> dict[str, float]:
         "ms_per_frame": per_frame_s * 1e3,
     }
 
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=200, help="sequence length (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def run(args: argparse.Namespace) -> int:
-    r = run_check(args.frames, args.seed)
-    print(f"model: plain torch CNN converted with soi.convert (receptive field {r['receptive_field']} frames, look-ahead {r['delay']})")
-    print(f"offline streaming model vs the torch model:     max |diff| = {r['max_err_offline_vs_torch']:.2e}")
-    print(f"streamed one frame at a time vs offline:        max |diff| = {r['max_err_frame_by_frame']:.2e}")
-    print(f"streamed in random chunks (1-8 frames):         max |diff| = {r['max_err_random_chunks']:.2e}")
-    print(f"one frame step: {r['ms_per_frame']:.3f} ms (eager PyTorch, float64)")
-    worst = max(r["max_err_offline_vs_torch"], r["max_err_frame_by_frame"], r["max_err_random_chunks"])
-    ok = worst <= 1e-10
-    print("PASS: streaming equals offline" if ok else f"FAIL: difference {worst:.2e} > 1e-10")
-    return 0 if ok else 1

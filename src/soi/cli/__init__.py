@@ -1,8 +1,9 @@
 """The ``soi`` command line: a thin layer over library functions.
 
-Each command lives next to the library code it drives, in a module that provides
-``configure(parser)`` (its arguments) and ``run(args) -> int`` (exit status); this file only
-dispatches, importing a command's module when that command is used so ``soi --help`` stays fast.
+Each command is a module ``soi.cli.<command>`` with ``configure(parser)`` (its arguments) and
+``run(args) -> int`` (turns the arguments into typed values, calls the library, prints, returns the
+exit status). This module only dispatches; a command's module is imported only when that command
+is used, so ``soi --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,47 +12,54 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("soi.tasks.speech.demo", "the main job: stream-enhance an unseen noisy example with the shipped model"),
-    "check": ("soi.analysis.check", "stream a small model frame by frame and prove it equals offline"),
-    "cost": ("soi.analysis.cost", "cost table (MMAC/s, retained %%, peak, precomputed %%, state) per SOI pattern"),
-    "generate": ("soi.tasks.speech.generate", "build the default speech data set offline (espeak-ng/flite speech, real and synthetic noise)"),
-    "train": ("soi.train", "train a speech-separation U-Net"),
-    "enhance": ("soi.tasks.speech.enhance", "stream a noisy WAV file through a model"),
-    "evaluate": ("soi.tasks.speech.evaluate", "SI-SNRi per pattern on a data set"),
-    "export": ("soi.deploy.export", "export a model to ONNX, one graph per schedule phase"),
-    "bench": ("soi.analysis.bench", "benchmark streaming steps"),
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS: dict[str, str] = {
+    "demo": "the main job: stream-enhance an unseen noisy example with the shipped model",
+    "check": "stream a small model frame by frame and prove it equals offline",
+    "cost": "cost table (MMAC/s, retained %, peak, precomputed %, state) per SOI pattern",
+    "generate": "build the default speech data set offline (espeak-ng/flite speech, real and synthetic noise)",
+    "train": "train a speech-separation U-Net",
+    "enhance": "stream a noisy WAV file through a model",
+    "evaluate": "SI-SNRi per pattern on a data set",
+    "export": "export a model to ONNX, one graph per schedule phase",
+    "bench": "benchmark streaming steps",
 }
+"""Command name -> one-line help (the list in ``soi --help``, the description in ``soi COMMAND --help``)."""
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``soi`` parser; only ``command``'s own arguments are added (its module imported)."""
     parser = argparse.ArgumentParser(prog="soi", description="Streaming inference of convolutional networks (STMC and SOI).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, help_text in COMMANDS.items():
+        # argparse %-formats help (not descriptions): a literal % is %% there
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         if name == command:
-            importlib.import_module(module).configure(p)
+            importlib.import_module(f"{__name__}.{name}").configure(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``soi`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status: 0 on success,
+    2 for a usage error, an unknown command or an error the library reports as invalid input."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # The top-level parser has no options but -h, so the first other word names the command.
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is not None and command not in COMMANDS:
-        command = None
+        print(f"soi: error: unknown command {command!r} (choose from {', '.join(COMMANDS)}; see soi --help)", file=sys.stderr)
+        return 2
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error argparse has already printed
+        return int(exit_.code or 0)
     if args.command is None:
         parser.print_help()
         return 2
-    run = importlib.import_module(COMMANDS[args.command][0]).run
+    run = importlib.import_module(f"{__name__}.{args.command}").run
     try:
-        return int(run(args) or 0)
+        return run(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"soi {args.command}: error: {err}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,6 @@ rate, hop, FFT size and latency. :class:`soi.runtime.OnnxStreamer` runs the dire
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -43,7 +42,7 @@ import torch
 from .fast import StepGraph, discover_schedule, lean
 from ..core.state import StreamingModule, state_tensors
 
-__all__ = ["export_onnx", "MANIFEST", "FORMAT", "configure", "run"]
+__all__ = ["export_onnx", "MANIFEST", "FORMAT"]
 
 MANIFEST = "manifest.json"
 INITIAL_STATE = "initial_state.npz"
@@ -229,61 +228,3 @@ def compare_export(model: StreamingModule, out_dir: str | Path, steps: int = 64,
                 ref = max(ref, float(y_ref.abs().max()))
     return {"max_abs": err, "max_ref": ref, "max_rel": err / ref if ref else 0.0}
 
-
-# -- command line ------------------------------------------------------------------------------------
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="speech checkpoint (soi train); 'default' for the shipped one")
-    parser.add_argument("--pattern", default=None, help="SOI pattern to export (default: the checkpoint's)")
-    parser.add_argument("-o", "--output", required=True, help="output directory")
-    parser.add_argument("--batch", type=int, default=1, help="independent streams per call (default 1)")
-    parser.add_argument("--frames", type=int, default=1, help="frames per call (default 1: one STFT hop)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
-    parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm as separate nodes")
-    parser.add_argument("--check-steps", type=int, default=64, help="random frames to compare against PyTorch (0: skip)")
-    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..tasks.speech.masker import load_checkpoint
-
-    path = None if args.checkpoint == "default" else args.checkpoint
-    enhancer, extra = load_checkpoint(path, pattern=args.pattern)
-    masker = enhancer.masker.eval()
-    if args.batch < 1 or args.frames < 1:
-        raise ValueError("--batch and --frames must be >= 1")
-    shape = (args.batch, masker.config.in_channels, args.frames, masker.config.freq_bins)
-    frame_ms = 1000.0 * enhancer.hop / enhancer.sample_rate
-    meta = {
-        "pattern": masker.pattern,
-        "checkpoint": str(path) if path else "default",
-        "sample_rate": enhancer.sample_rate,
-        "hop": enhancer.hop,
-        "n_fft": enhancer.n_fft,
-        "frame_ms": frame_ms,
-        "latency": {
-            "algorithmic_samples": enhancer.latency_samples,
-            "algorithmic_ms": 1000.0 * enhancer.latency_samples / enhancer.sample_rate,
-            "lookahead_frames": masker.delay,
-            "note": "STFT window minus hop plus the network's look-ahead; add one step's compute",
-        },
-        "signal": "x and y are STFT frames (B, 2 [real, imag], n, F) of a sqrt-Hann analysis; "
-        "the runtime does the STFT and overlap-add synthesis",
-    }
-    manifest = export_onnx(masker, args.output, shape, fold_bn=not args.no_fold_bn, opset=args.opset, metadata=meta, overwrite=args.force)
-    n_graphs = len(manifest["graphs"])
-    print(
-        f"soi export: {masker.pattern}: {n_graphs} graph(s), schedule warm-up {manifest['warmup']} then cycle "
-        f"{manifest['cycle']}, {len(manifest['state'])} state tensors ({manifest['state_bytes'] / 1024:.1f} KiB) -> {args.output}"
-    )
-    if args.check_steps > 0:
-        cmp = compare_export(masker, args.output, steps=args.check_steps)
-        print(
-            f"soi export: onnxruntime vs PyTorch over {args.check_steps} random frames: max |diff| = {cmp['max_abs']:.2e} "
-            f"({cmp['max_rel']:.1e} of the largest output, {cmp['max_ref']:.2f})"
-        )
-        if not cmp["max_rel"] <= 1e-4:
-            print("soi export: warning: the exported graphs differ from PyTorch by more than 1e-4 (relative)")
-            return 1
-    return 0

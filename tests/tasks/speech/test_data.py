@@ -279,7 +279,7 @@ def test_generator_refuses_foreign_folders(tmp_path):
 
 
 def test_default_dataset_explains_missing_set(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m soi.tasks.speech.generate"):
+    with pytest.raises(FileNotFoundError, match="soi generate"):
         D.DefaultDataset(tmp_path, "test")
 
 

@@ -1,6 +1,6 @@
 """Speech separation, the SOI paper's first task: the streaming STFT front end, the spectral
-masker around the U-Net, metrics, data sets, the offline data generator, enhancement, evaluation
-and the demo.
+masker around the U-Net, metrics, data sets, the offline data generator, enhancement, evaluation,
+ONNX export of a checkpoint and the demo.
 
 * :mod:`.stft`: :class:`StreamingSTFT` / :class:`StreamingISTFT` (pure ``step``), offline
   :func:`stft` / :func:`istft`, alignment helpers and the latency of the pair.
@@ -17,18 +17,9 @@ from . import masker as _masker
 from . import metrics as _metrics
 from . import stft as _stft
 from .data import *  # noqa: F403 - each submodule's __all__ is the package's API
+from .generate import generate_dataset, make_sentence
 from .masker import *  # noqa: F403
 from .metrics import *  # noqa: F403
 from .stft import *  # noqa: F403
 
 __all__ = [*_stft.__all__, *_masker.__all__, *_metrics.__all__, *_data.__all__, "generate_dataset", "make_sentence"]  # noqa: F405
-
-
-def __getattr__(name: str):
-    # The generator is imported on first use, so that `python -m soi.tasks.speech.generate` does
-    # not find its own module already imported by this package (runpy warns about that).
-    if name in ("generate_dataset", "make_sentence"):
-        from . import generate
-
-        return getattr(generate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

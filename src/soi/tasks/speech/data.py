@@ -6,7 +6,8 @@
 * :class:`DNSFolderDataset`: the DNS Challenge layout (folders of clean speech and of noise), mixed
   on the fly at a random SNR, deterministic per index.
 * :class:`PairedFolderDataset`: matching noisy / clean files; :class:`DefaultDataset` reads the set
-  made by :func:`soi.tasks.speech.generate.generate_dataset`.
+  made by :func:`soi.tasks.speech.generate.generate_dataset`; :func:`open_split` opens one split of
+  such a paired set.
 
 Items are tuples ``(noisy, clean)`` of ``float32`` tensors of shape ``(N,)``.
 """
@@ -39,6 +40,8 @@ __all__ = [
     "DNSFolderDataset",
     "PairedFolderDataset",
     "DefaultDataset",
+    "open_split",
+    "noisy_clean",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga")
@@ -476,8 +479,24 @@ class DefaultDataset(PairedFolderDataset):
         if not (root / "manifest.json").is_file():
             raise FileNotFoundError(
                 f"DefaultDataset: no complete data set at {root} (manifest.json missing); "
-                f"make one with: python -m soi.tasks.speech.generate {root}"
+                f"make one with: soi generate {root}"
             )
         super().__init__(root / split / "noisy", root / split / "clean", segment_seconds=segment_seconds, seed=seed)
         self.root = root
         self.split = split
+
+
+def open_split(root: str | os.PathLike, split: str) -> PairedFolderDataset:
+    """The ``split`` of a paired data set under ``root`` (``root/split/{noisy,clean}``)."""
+    folder = Path(root) / split
+    if not (folder / "noisy").is_dir() or not (folder / "clean").is_dir():
+        raise FileNotFoundError(f"{folder} must contain noisy/ and clean/ folders of matching WAV files")
+    return PairedFolderDataset(folder / "noisy", folder / "clean")
+
+
+def noisy_clean(item: Sequence[Tensor] | dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """The ``(noisy, clean)`` pair of a data set item: this module's tuples, or a dict with those
+    keys (user data sets)."""
+    if isinstance(item, dict):
+        return item["noisy"], item["clean"]
+    return item[0], item[1]

@@ -4,16 +4,16 @@
    noises; no download),
 2. loads the small trained checkpoint shipped with the package,
 3. enhances an unseen noisy example of the test split *streaming*, hop by hop,
-4. writes noisy / enhanced / clean WAVs and a spectrogram picture, and prints SI-SNRi, the
+4. writes noisy / enhanced / clean WAVs and a spectrogram picture, and reports SI-SNRi, the
    real-time factor, per-hop latency and the cost table for STMC and a few SOI patterns.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,19 +61,25 @@ def _spectrogram_png(path: Path, waves: dict[str, torch.Tensor], sample_rate: in
     plt.close(fig)
 
 
-def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = None, example: int = 0, force: bool = True) -> dict:
-    from .data import write_wav
-    from .metrics import si_snr, si_snr_improvement
+def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = None, example: int = 0, force: bool = True) -> dict[str, Any]:
+    """Run the demo (see the module docstring) on test example ``example`` of the default data set
+    at ``data_root`` and write its files to ``out_dir`` (over earlier ones when ``force``).
+
+    Returns the figures: SI-SNR of the noisy and the enhanced example and the improvement, the
+    largest streaming-vs-offline difference, the real-time factor, per-hop latency, the files
+    written and ``cost_table`` (a :class:`~soi.analysis.cost.CostReport` per pattern of
+    :data:`DEMO_PATTERNS`).
+    """
     from ...analysis.cost import cost
+    from .data import noisy_clean, open_split, write_wav
     from .masker import default_checkpoint_path, load_checkpoint
-    from ...train import open_split
+    from .metrics import si_snr, si_snr_improvement
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     root = ensure_default_data(data_root)
     test = open_split(root, "test")
-    item = test[example % len(test)]
-    noisy, clean = (item["noisy"], item["clean"]) if isinstance(item, dict) else item[:2]
+    noisy, clean = noisy_clean(test[example % len(test)])
 
     enhancer, meta = load_checkpoint(default_checkpoint_path())
     hop_times: list[float] = []
@@ -109,26 +115,3 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
     result["cost_table"] = reports
     return result
 
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="soi-demo", help="folder for the WAVs and the picture (default soi-demo/)")
-    parser.add_argument("--data", help="default data set folder (default $SOI_DATA or ~/.cache/soi/default-data)")
-    parser.add_argument("--example", type=int, default=0, help="index of the test example")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for the stream (default 1)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from ...analysis.cost import format_table
-
-    torch.set_num_threads(args.threads)
-    r = run_demo(args.out, args.data, args.example)
-    print()
-    print(f"unseen test example {r['example']} (voice and noise source never seen in training; model trained as {r['checkpoint_pattern']!r}), streamed hop by hop:")
-    print(f"  SI-SNR noisy {r['si_snr_noisy_db']:.2f} dB -> enhanced {r['si_snr_enhanced_db']:.2f} dB: SI-SNRi {r['si_snri_db']:+.2f} dB")
-    print(f"  streaming vs offline: max |diff| {r['stream_vs_offline_max_abs']:.1e}")
-    print(f"  real-time factor {r['real_time_factor']:.3f}; per-hop latency median {r['hop_ms_median']:.2f} ms, p99 {r['hop_ms_p99']:.2f} ms (hop = 16 ms)")
-    print("  wrote " + ", ".join(r["files"]))
-    print()
-    print("cost of the shipped U-Net under SOI patterns (62.5 frames/s):")
-    print(format_table(r["cost_table"]))
-    return 0

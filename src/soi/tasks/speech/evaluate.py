@@ -3,14 +3,12 @@
     soi evaluate --checkpoint runs/stmc/best.pt --checkpoint runs/scc2/best.pt --data DIR [--split test]
 
 Each checkpoint is evaluated under the pattern it was trained with (or under every ``--pattern``
-given). Prints a Markdown table (SI-SNRi, and PESQ/STOI where the optional packages are installed,
-with MMAC/s) and writes it as JSON with ``--json``.
+given). :func:`format_results` makes the Markdown table it prints (SI-SNRi, and PESQ/STOI where the
+optional packages are installed, with MMAC/s); ``--json`` also writes the rows as JSON.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,10 @@ __all__ = ["evaluate_checkpoint", "format_results"]
 
 def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: str = "test", pattern: str | None = None, limit: int | None = None) -> dict[str, Any]:
     """Mean SI-SNRi (and PESQ/STOI if available) of a checkpoint on ``data/split``, with its cost."""
-    from . import metrics
     from ...analysis.cost import cost
+    from . import metrics
+    from .data import noisy_clean, open_split
     from .masker import load_checkpoint
-    from ...train import _pair, open_split
 
     enhancer, meta = load_checkpoint(checkpoint, pattern=pattern)
     dataset = open_split(data, split)
@@ -45,7 +43,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
         sums[f"{name}_noisy"] = 0.0
     with torch.no_grad():
         for i in range(count):
-            noisy, clean = (t.unsqueeze(0) for t in _pair(dataset[i]))
+            noisy, clean = (t.unsqueeze(0) for t in noisy_clean(dataset[i]))
             est = enhancer(noisy)
             sums["si_snri_db"] += float(metrics.si_snr_improvement(est, noisy, clean).mean())
             sums["si_snr_noisy_db"] += float(metrics.si_snr(noisy, clean).mean())
@@ -66,6 +64,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
 
 
 def format_results(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`evaluate_checkpoint` results, one row each."""
     extra = [k for k in ("pesq", "stoi") if any(k in r for r in rows)]
     head = ["pattern", "checkpoint", "SI-SNRi (dB)", *[f"{k.upper()} (noisy)" for k in extra], "MMAC/s", "retained %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -76,27 +75,3 @@ def format_results(rows: list[dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", action="append", help="checkpoint(s) to evaluate (default: the shipped one)")
-    parser.add_argument("--data", help="data set root (default: the default data set, built if absent)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--pattern", action="append", help="evaluate under these patterns instead of the trained one")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N items")
-    parser.add_argument("--json", dest="json_path", help="also write the results to this JSON file")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.data is None:
-        from .demo import ensure_default_data
-
-        args.data = str(ensure_default_data())
-    rows = []
-    for ckpt in args.checkpoint or [None]:
-        for pattern in args.pattern or [None]:
-            rows.append(evaluate_checkpoint(ckpt, args.data, args.split, pattern, args.limit))
-    print(format_results(rows))
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(rows, indent=2))
-        print(f"wrote {args.json_path}")
-    return 0

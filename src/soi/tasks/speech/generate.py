@@ -17,12 +17,11 @@ Layout::
     out_dir/manifest.json
     out_dir/{train,valid,test}/{noisy,clean}/<split>_<index>.wav     16 kHz mono PCM16
 
-Command line: ``python -m soi.tasks.speech.generate OUT --minutes 10 --seed 0``.
+Command line: ``soi generate OUT --minutes 10 --seed 0``.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import contextlib
 import hashlib
@@ -55,9 +54,6 @@ __all__ = [
     "available_voices",
     "available_noise_sources",
     "split_assignment",
-    "configure",
-    "run",
-    "main",
 ]
 
 GENERATOR_VERSION = 1
@@ -746,44 +742,3 @@ def _one_torch_thread() -> Iterator[None]:
     finally:
         torch.set_num_threads(threads)
 
-
-# -- command line ---------------------------------------------------------------------------------
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output folder")
-    parser.add_argument("--minutes", type=float, default=10.0, help="total minutes of audio (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--segment-seconds", type=float, default=4.0, help="seconds per item (default 4)")
-    parser.add_argument("--snr", type=float, nargs=2, default=(-5.0, 15.0), metavar=("LOW", "HIGH"), help="SNR range in dB")
-    parser.add_argument("--workers", type=int, default=None, help="concurrent synthesis processes (default: CPUs)")
-    parser.add_argument("--force", action="store_true", help="replace a different data set in OUT")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def run(args: argparse.Namespace) -> int:
-    out = generate_dataset(
-        args.out,
-        minutes=args.minutes,
-        seed=args.seed,
-        segment_seconds=args.segment_seconds,
-        progress=not args.quiet,
-        snr_range_db=tuple(args.snr),
-        workers=args.workers,
-        overwrite=args.force,
-    )
-    manifest = json.loads((out / "manifest.json").read_text())
-    for name, split in manifest["splits"].items():
-        print(f"{name}: {len(split['items'])} items, {len(split['voices'])} voices, {len(split['noise_sources'])} noise sources")
-    print(f"wrote {out}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m soi.tasks.speech.generate", description=__doc__.split("\n\n")[0])
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

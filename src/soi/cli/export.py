@@ -1,0 +1,49 @@
+"""``soi export``: export a speech checkpoint to ONNX, one graph per schedule phase
+(:func:`soi.tasks.speech.export.export_checkpoint`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..tasks.speech.export import export_checkpoint
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="speech checkpoint (soi train); 'default' for the shipped one")
+    parser.add_argument("--pattern", default=None, help="SOI pattern to export (default: the checkpoint's)")
+    parser.add_argument("-o", "--output", required=True, help="output directory")
+    parser.add_argument("--batch", type=int, default=1, help="independent streams per call (default 1)")
+    parser.add_argument("--frames", type=int, default=1, help="frames per call (default 1: one STFT hop)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm as separate nodes")
+    parser.add_argument("--check-steps", type=int, default=64, help="random frames to compare against PyTorch (0: skip)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch < 1 or args.frames < 1:
+        raise ValueError("--batch and --frames must be >= 1")
+    manifest, cmp = export_checkpoint(
+        None if args.checkpoint == "default" else args.checkpoint,
+        args.output,
+        args.pattern,
+        batch=args.batch,
+        frames=args.frames,
+        opset=args.opset,
+        fold_bn=not args.no_fold_bn,
+        overwrite=args.force,
+        check_steps=args.check_steps,
+    )
+    print(
+        f"soi export: {manifest['pattern']}: {len(manifest['graphs'])} graph(s), schedule warm-up {manifest['warmup']} then cycle "
+        f"{manifest['cycle']}, {len(manifest['state'])} state tensors ({manifest['state_bytes'] / 1024:.1f} KiB) -> {args.output}"
+    )
+    if cmp is not None:
+        print(
+            f"soi export: onnxruntime vs PyTorch over {args.check_steps} random frames: max |diff| = {cmp['max_abs']:.2e} "
+            f"({cmp['max_rel']:.1e} of the largest output, {cmp['max_ref']:.2f})"
+        )
+        if not cmp["max_rel"] <= 1e-4:  # float32 rounding, relative to the output's scale
+            print("soi export: warning: the exported graphs differ from PyTorch by more than 1e-4 (relative)")
+            return 1
+    return 0

@@ -1,0 +1,46 @@
+"""``soi train``: train a speech-separation U-Net (:func:`soi.train.train`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from ..tasks.speech.demo import ensure_default_data
+from ..train import TrainConfig, train
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    # No defaults here: a flag given overrides the --config file, a flag not given leaves it.
+    parser.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
+    parser.add_argument("--data", help="data set root with train/ and valid/ (default: data/default, built if absent)")
+    parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and logs")
+    parser.add_argument("--model-config", help="U-Net JSON (default: the shipped small U-Net)")
+    parser.add_argument("--pattern", help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
+    parser.add_argument("--upsampler", help="duplicate | transposed | nearest | linear | cubic")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--segment-seconds", type=float)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--steps", dest="max_steps", type=int)
+    parser.add_argument("--minutes", type=float, help="wall-clock budget; stops, validates and saves")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--valid-every", type=int)
+    parser.add_argument("--workers", dest="num_workers", type=int)
+    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None)
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.config:
+        cfg = TrainConfig.from_json(args.config, **overrides)
+    else:
+        if "data" not in overrides:
+            overrides["data"] = str(ensure_default_data())
+        cfg = TrainConfig(**overrides)
+    summary = train(cfg)
+    if "best" in summary:  # only the process of rank 0 has the summary to print
+        print(json.dumps(summary, indent=2))
+    return 0
