@@ -13,7 +13,7 @@ from ..train import TrainConfig, train
 def configure(parser: argparse.ArgumentParser) -> None:
     # No defaults here: a flag given overrides the --config file, a flag not given leaves it.
     parser.add_argument("--config", help="JSON file of TrainConfig fields; flags override it")
-    parser.add_argument("--data", help="data set root with train/ and valid/ (default: data/default, built if absent)")
+    parser.add_argument("--data", help="data set root with train/ and valid/ (default: $SOI_DATA, else ~/.cache/soi/default-data, built if absent)")
     parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and logs")
     parser.add_argument("--model-config", help="U-Net JSON (default: the shipped small U-Net)")
     parser.add_argument("--pattern", help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
