@@ -41,6 +41,12 @@ __all__ = [
 
 _tokens = itertools.count(1)
 
+_TRAINING_DEPENDENT = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+    nn.InstanceNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+)  # fmt: skip
+"""Modules whose output in training mode depends on the batch or on chance."""
+
 
 @dataclass
 class State:
@@ -165,6 +171,7 @@ class StreamingModule(nn.Module):
         self._token = next(_tokens)
         # Held only inside `with module.streaming(B):`; a plain attribute, so never in state_dict.
         self._held_state: State | None = None
+        self._check_finite = True
 
     # -- protocol -----------------------------------------------------------------------------
     def init_state(
@@ -278,10 +285,25 @@ class StreamingModule(nn.Module):
                 f"input has batch size {x.shape[0]}"
             )
 
+    def _check_like(self, x: Tensor, held: Tensor | None) -> None:
+        """A state tensor and the input must share dtype and device (no silent casts)."""
+        if held is not None and (held.dtype != x.dtype or held.device != x.device):
+            raise ValueError(
+                f"{type(self).__name__}.step: the state is {held.dtype} on {held.device} but the input is {x.dtype} on "
+                f"{x.device}; create the state with init_state(batch, device=x.device, dtype=x.dtype)"
+            )
+
     # -- offline and stateful convenience ------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Offline: stream the whole ``x`` from a zero state and flush; inside ``streaming()``: one step."""
         if self._held_state is not None:
+            if self._check_finite and isinstance(x, Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                bad = (~torch.isfinite(x)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+                raise ValueError(
+                    f"{type(self).__name__}: the chunk holds NaN or infinite values (streams {bad}); it was not "
+                    "processed, so the stream goes on unchanged with the next chunk (a non-finite frame would "
+                    "stay in the history of every layer until reset). streaming(check_finite=False) skips this check"
+                )
             y, self._held_state = self.step(x, self._held_state)
             return y
         if not isinstance(x, Tensor) or x.dim() < 3:
@@ -298,15 +320,30 @@ class StreamingModule(nn.Module):
         batch_size: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        check_finite: bool = True,
     ) -> Iterator[StreamingModule]:
         """Hold a state for ``batch_size`` streams: inside the block, ``module(chunk)`` is one step.
 
         >>> with model.streaming(batch_size=2):
         ...     for chunk in chunks:          # (2, C, n, ...)
         ...         y = model(chunk)
+
+        A chunk with a NaN or infinite value is refused before it touches the state (it would stay
+        in every layer's history, spoiling the outputs until ``reset``); ``check_finite=False``
+        saves that check (one reduction over the chunk) where the input is known to be finite.
+        Modules whose streaming output would differ from offline in training mode (BatchNorm uses
+        the chunk's statistics and updates its running ones, dropout drops) must be in eval mode.
         """
         if self._held_state is not None:
             raise RuntimeError(f"{type(self).__name__} is already streaming; nested streaming() is not allowed")
+        training = [name or type(self).__name__ for name, m in self.named_modules() if m.training and isinstance(m, _TRAINING_DEPENDENT)]
+        if training:
+            raise ValueError(
+                f"{type(self).__name__}.streaming: {', '.join(training[:4])}{' ...' if len(training) > 4 else ''} "
+                "in training mode would stream differently from offline (BatchNorm takes each chunk's statistics "
+                "and updates its running ones; dropout drops); call model.eval() first"
+            )
+        self._check_finite = check_finite
         if device is None or dtype is None:
             p = next(itertools.chain(self.parameters(), self.buffers()), None)
             if p is not None:

@@ -207,10 +207,12 @@ class TemporalWindow(StreamingModule):
             raise ValueError(
                 f"{name}.step: expected non-time size {expected_rest}, got {tuple(x.shape[3:])} (shape {tuple(x.shape)})"
             )
-        if hist is not None and (hist.dtype != x.dtype or hist.device != x.device):
+        self._check_like(x, hist)
+        weight = getattr(self, "weight", None)
+        if weight is not None and weight.dtype != x.dtype:
             raise ValueError(
-                f"{name}.step: the state is {hist.dtype} on {hist.device} but the input is {x.dtype} on "
-                f"{x.device}; create the state with init_state(batch, device=x.device, dtype=x.dtype)"
+                f"{name}.step: the input is {x.dtype} but the weights are {weight.dtype}; convert one to the other "
+                f"(model.to({x.dtype}) or x.to({weight.dtype}))"
             )
 
     def step(self, x: Tensor, state: WindowState) -> tuple[Tensor, WindowState]:

@@ -77,6 +77,16 @@ class _STMCPoolNd(TemporalWindow):
 class STMCAvgPoolNd(_STMCPoolNd):
     """Streaming average pooling ``(B, C, T, ...)`` -> ``(B, C, ceil(T/s_t), ...)``.
 
+    Args:
+        dims: 1, 2 or 3 (time plus 0, 1 or 2 other axes).
+        channels: channels of the input, if known (``None``: sized by the first chunk).
+        kernel_size, stride: an int or a tuple with time first; the time stride defaults to 1
+            (``torch.nn``'s default, the kernel size, would drop frames silently), the others to
+            the kernel.
+        padding, count_include_pad: of the non-time axes, as in ``torch.nn.AvgPoolNd``.
+        lookahead: future frames per output (non-causal); 0 means causal.
+        frame_size: the non-time input size if known (lets ``init_state`` build the whole state).
+
     Time dilation is not available (as in ``torch.nn.AvgPoolNd``).
     """
 
@@ -102,7 +112,18 @@ class STMCAvgPoolNd(_STMCPoolNd):
 
 class STMCMaxPoolNd(_STMCPoolNd):
     """Streaming max pooling ``(B, C, T, ...)`` -> ``(B, C, ceil(T/s_t), ...)``; frames before the
-    sequence are ``-inf`` (``fill_value``), as ``torch.nn.MaxPoolNd`` pads."""
+    sequence are ``-inf`` (``fill_value``), as ``torch.nn.MaxPoolNd`` pads.
+
+    Args:
+        dims: 1, 2 or 3 (time plus 0, 1 or 2 other axes).
+        channels: channels of the input, if known (``None``: sized by the first chunk).
+        kernel_size, stride, dilation: an int or a tuple with time first; the time stride
+            defaults to 1, the others to the kernel (as ``torch.nn.MaxPoolNd``).
+        padding: of the non-time axes.
+        lookahead: future frames per output (non-causal); 0 means causal.
+        frame_size: the non-time input size if known (lets ``init_state`` build the whole state).
+        fill_value: the value of the frames before the sequence.
+    """
 
     def __init__(
         self,
@@ -163,6 +184,7 @@ class CumulativeAvgPool(StreamingModule):
         if x.dim() < 3 or x.shape[1] != self.channels:
             raise ValueError(f"CumulativeAvgPool.step: expected (B, {self.channels}, T, ...), got {tuple(x.shape)}")
         self._check_state(x, state)
+        self._check_like(x, state.total)
         frame_means = x.flatten(3).mean(dim=3) if x.dim() > 3 else x  # (B, C, n)
         n = x.shape[2]
         sums = state.total.unsqueeze(2) + frame_means.cumsum(dim=2)

@@ -183,6 +183,7 @@ class SC(StreamingModule):
 
     def step(self, x: Tensor, state: SCState) -> tuple[Tensor, SCState]:
         self._check_state(x, state)
+        self._check_like(x, state.out)
         state = self._run_pending(state)
         k = x.shape[2]
         drop = min(state.skip, k)
@@ -447,6 +448,7 @@ class STMCStridedPair(StreamingModule):
 
     def step(self, x: Tensor, state: STMCStridedState) -> tuple[Tensor, STMCStridedState]:
         self._check_state(x, state)
+        self._check_like(x, state.history)
         down = self.down
         if down.in_channels is not None and x.shape[1] != down.in_channels:
             raise ValueError(f"{type(self).__name__}.step: expected {down.in_channels} channels, got {x.shape[1]}")

@@ -158,6 +158,7 @@ class Upsampler(StreamingModule):
         if not isinstance(x, Tensor) or x.dim() < 3:
             raise ValueError(f"{name}.step: expected elements (B, C, m, ...), got {getattr(x, 'shape', type(x).__name__)}")
         self._check_state(x, state)
+        self._check_like(x, state.elems)
         if self.channels is not None and x.shape[1] != self.channels:
             raise ValueError(f"{name}.step: expected {self.channels} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
         if state.elems is not None and (
