@@ -9,6 +9,7 @@ from collections import defaultdict
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import soi
@@ -209,3 +210,19 @@ def test_cli_bad_pattern(capsys, pattern):
     assert main(["cost", "--config", "small", "--pattern", pattern]) == 2
     err = capsys.readouterr().err
     assert "soi cost: error" in err and "'SS-CC a b'" in err and "levels 1..7" in err, err
+
+
+def test_strided_look_ahead_layers_execute_the_analytic_macs_per_step():
+    net = nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv1d(4, 6, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv1d(6, 6, 5, stride=2, padding=2), nn.Conv1d(6, 3, 3, padding=1),
+    ).double().eval()  # fmt: skip
+    model = soi.convert(net)
+    x = torch.randn(1, 2, 24, dtype=torch.float64)
+    executed = C.measure_steps(model, x, chunk=1, prepare=False)
+    works = C.analyze(model, (2,))
+    analytic = C.schedule(works, len(executed))
+    assert [s.step for s in executed] == [s.step for s in analytic], (
+        [s.step for s in executed],
+        [s.step for s in analytic],
+    )

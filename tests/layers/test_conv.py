@@ -22,7 +22,7 @@ def _cases():
     ):
         history = (kt - 1) * dt
         f = {"causal": 0, "one": 1, "max": history}[lookahead]
-        if f > history or (f and ts > 1) or (dims == 1 and (rest_stride, rest_pad) != (1, 0)):
+        if f > history or (dims == 1 and (rest_stride, rest_pad) != (1, 0)):
             continue
         if lookahead == "one" and history <= 1:
             continue  # same case as "max"

@@ -84,3 +84,28 @@ def test_convert_lists_every_problem():
     text = str(info.value)
     for needle in ("changes the sequence length", "LSTM", "ReflectionPad1d", "Softmax(dim=2)", "circular", "time stride 2"):
         assert needle in text
+
+
+STRIDED_LOOKAHEAD = [
+    pytest.param(dims, k, pad, id=f"{dims}d-k{k}-pad{pad}")
+    for dims in (1, 2, 3)
+    for k, pad in ((3, 1), (5, 2), (4, (2, 1)))
+    if dims == 1 or not isinstance(pad, tuple)  # asymmetric time padding: nn.ZeroPad1d, 1-d only
+]
+
+
+@pytest.mark.parametrize("dims,k,pad", STRIDED_LOOKAHEAD)
+def test_time_stride_with_look_ahead_converts_exactly(dims, k, pad):
+    """A ResNet's downsampling convolution (stride 2, centred padding) is a stride-2 layer with
+    look-ahead: output j ends at frame 2j + f, and the stream equals torch frame for frame."""
+    torch.manual_seed(dims)
+    conv = getattr(nn, f"Conv{dims}d")
+    first = nn.ZeroPad1d(pad) if isinstance(pad, tuple) else nn.Identity()
+    padding = 0 if isinstance(pad, tuple) else pad
+    net = nn.Sequential(first, conv(2, 3, k, stride=2, padding=padding), nn.ReLU(), conv(3, 2, 3, padding=1)).double().eval()
+    model = soi.convert(net)
+    x = torch.randn(2, 2, 13, *([6] * (dims - 1)), dtype=torch.float64)
+    torch.testing.assert_close(model(x), net(x), msg=f"{dims}d k={k} pad={pad}: converted offline differs from torch")
+    assert_streams_like_offline(model, x, [1, 2, 3, "random"], case=f"{dims}d k={k} pad={pad}")
+    f = pad[1] if isinstance(pad, tuple) else pad
+    assert model.delay == f + 2 * 1, f"{dims}d: look-ahead {f} at full rate, then 1 frame at half rate"

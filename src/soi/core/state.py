@@ -235,6 +235,11 @@ class StreamingModule(nn.Module):
         """``(C, *frame)`` of one input frame, when the module knows it (``None`` otherwise)."""
         return None
 
+    @property
+    def output_phase(self) -> int:
+        """The first input frame (``< stride``) on which the module computes an output frame."""
+        return 0
+
     def out_shape(self, shape: FrameShape) -> FrameShape:
         """``(C, *frame)`` of one output frame for input frames of shape ``shape``."""
         return shape
@@ -262,7 +267,7 @@ class StreamingModule(nn.Module):
         output frame; containers override this to compose their children, the way timing
         composes. Leaves report themselves even when they do no multiplication: the schedule
         (:mod:`soi.core.schedule`) is derived from every leaf's clocks."""
-        work = Work(self, self.work_kind, self.macs(shape, dense), clock.of_output(self.stride), clock, shape)
+        work = Work(self, self.work_kind, self.macs(shape, dense), clock.of_output(self.stride, self.output_phase), clock, shape)
         return self.out_shape(shape), [work]
 
     # -- helpers for subclasses ---------------------------------------------------------------

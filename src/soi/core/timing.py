@@ -94,10 +94,14 @@ class Clock:
             base_period=self.base_period * (1 if self.compressed else timing.stride),
         )
 
-    def of_output(self, stride: int) -> Clock:
-        """The clock of a module's own runs: once per output frame (every ``stride`` input frames)."""
+    def of_output(self, stride: int, phase: int = 0) -> Clock:
+        """The clock of a module's own runs: once per output frame (every ``stride`` input frames,
+        from its input frame ``phase``)."""
         return dataclasses.replace(
-            self, period=self.period * stride, base_period=self.base_period * (1 if self.compressed else stride)
+            self,
+            offset=self.offset + self.period * phase,
+            period=self.period * stride,
+            base_period=self.base_period * (1 if self.compressed else stride),
         )
 
 

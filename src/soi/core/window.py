@@ -13,8 +13,9 @@ Causal by default: output ``t`` covers input frames ``t-H .. t``. With ``lookahe
 ``f`` warm-up outputs that would lie before the sequence, and :meth:`flush` emits the last ``f``
 outputs as if zeros followed the sequence.
 
-With a time stride ``s``, output ``j`` covers input frames ``s*j-H .. s*j`` and is produced when
-input frame ``s*j`` arrives; a chunk yields between ``0`` and ``ceil(n/s)`` outputs.
+With a time stride ``s``, output ``j`` covers input frames ``s*j-H+f .. s*j+f`` and is produced
+when input frame ``s*j+f`` arrives (a ResNet's stride-2 convolution with padding 1: ``f = 1``,
+outputs at frames 1, 3, 5, ...); a chunk yields between ``0`` and ``ceil(n/s)`` outputs.
 """
 
 from __future__ import annotations
@@ -137,8 +138,6 @@ class TemporalWindow(StreamingModule):
             raise ValueError(
                 f"lookahead must be between 0 and (kernel_size[0]-1)*dilation[0] = {self.history_frames}, got {lookahead}"
             )
-        if lookahead and time_stride != 1:
-            raise ValueError("lookahead with a time stride is not supported: use lookahead on stride-1 layers only")
         self.lookahead = lookahead
         if frame_size is not None:
             frame_size = tuple(int(v) for v in frame_size)
@@ -156,6 +155,10 @@ class TemporalWindow(StreamingModule):
         if self.in_channels is None or self.frame_size is None:
             return None
         return (self.in_channels, *self.frame_size)
+
+    @property
+    def output_phase(self) -> int:
+        return self.lookahead % self.time_stride
 
     def out_shape(self, shape: FrameShape) -> FrameShape:
         return (getattr(self, "out_channels", shape[0]), *self.out_frame_size(tuple(shape[1:])))
@@ -182,7 +185,10 @@ class TemporalWindow(StreamingModule):
                 device=device,
                 dtype=dtype,
             )
-        return WindowState(**args, history=history, phase=0, skip=self.lookahead, fill_value=self.fill_value)
+        # With look-ahead f, output j ends at input frame s*j + f: the stride grid starts at frame
+        # f mod s, and the f // s outputs on it before frame f lie before the sequence.
+        s, f = self.time_stride, self.lookahead
+        return WindowState(**args, history=history, phase=-f % s, skip=f // s, fill_value=self.fill_value)
 
     def _param_dtype(self) -> torch.dtype:
         p = next(self.parameters(), None)

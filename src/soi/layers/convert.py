@@ -84,7 +84,7 @@ class _Converter:
             return None
         return time_pad, tuple(left for left, _ in rest), float(getattr(pad, "value", 0.0))
 
-    def lookahead(self, path: str, history: int, time_pad: tuple[int, int], stride: int) -> int | None:
+    def lookahead(self, path: str, history: int, time_pad: tuple[int, int]) -> int | None:
         left, right = time_pad
         if left + right != history:
             self.fail(
@@ -92,9 +92,6 @@ class _Converter:
                 f"time padding ({left}, {right}) changes the sequence length; streaming needs "
                 f"left + right = (k-1)*d = {history} (causal: ({history}, 0))",
             )
-            return None
-        if right and stride != 1:
-            self.fail(path, f"look-ahead ({right} frames of right time padding) with time stride {stride} is not supported")
             return None
         return right
 
@@ -150,7 +147,7 @@ class _Converter:
             if 2 * own_pad[0] != history:
                 self.fail(path, f"transposed convolution with time padding {own_pad[0]} gives {history - 2 * own_pad[0]:+d} frames; streaming needs padding (k-1)*d/2 = {history / 2}")
                 return None
-        f = self.lookahead(path, history, time_pad, s[0])
+        f = self.lookahead(path, history, time_pad)
         if f is None:
             return None
         if kind == "conv":
