@@ -109,3 +109,24 @@ def test_time_stride_with_look_ahead_converts_exactly(dims, k, pad):
     assert_streams_like_offline(model, x, [1, 2, 3, "random"], case=f"{dims}d k={k} pad={pad}")
     f = pad[1] if isinstance(pad, tuple) else pad
     assert model.delay == f + 2 * 1, f"{dims}d: look-ahead {f} at full rate, then 1 frame at half rate"
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's, on the reference
+@pytest.mark.parametrize("k,d", [(3, 1), (4, 1), (2, 3), (5, 2)], ids=["odd", "even", "even-dilated", "odd-dilated"])
+@pytest.mark.parametrize("dims", [1, 2], ids=lambda n: f"{n}d")
+def test_same_padding_converts_for_odd_and_even_time_kernels(k, d, dims):
+    torch.manual_seed(k)
+    kernel = (k,) if dims == 1 else (k, 3)
+    dilation = (d,) if dims == 1 else (d, 1)
+    net = nn.Sequential(getattr(nn, f"Conv{dims}d")(2, 3, kernel, padding="same", dilation=dilation), nn.ELU()).double().eval()
+    model = soi.convert(net)
+    x = torch.randn(2, 2, 11, *([5] * (dims - 1)), dtype=torch.float64)
+    torch.testing.assert_close(model(x), net(x), msg=f"{dims}d k={k} d={d}: 'same' differs from torch")
+    total = d * (k - 1)
+    assert model.delay == total - total // 2, f"{dims}d k={k} d={d}: torch puts the odd padding frame on the right"
+    assert_streams_like_offline(model, x, [1, 3, "random"], case=f"same {dims}d k={k} d={d}")
+
+
+def test_same_padding_with_an_even_kernel_across_frequency_says_why():
+    with pytest.raises(soi.ConversionError, match="even kernel in non-time axis 1"):
+        soi.convert(nn.Sequential(nn.Conv2d(2, 2, (3, 4), padding="same")))

@@ -102,6 +102,7 @@ class _Converter:
             if dims is not None:
                 break
         k = m.kernel_size if not isinstance(m.kernel_size, int) else (m.kernel_size,) * dims
+        same_time: tuple[int, int] | None = None
         if kind in ("avg", "max"):
             s = m.stride if not isinstance(m.stride, int) else (m.stride,) * dims
             own_pad = m.padding if not isinstance(m.padding, int) else (m.padding,) * dims
@@ -111,20 +112,26 @@ class _Converter:
             if m.padding_mode != "zeros":
                 self.fail(path, f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')")
                 return None
-            if isinstance(m.padding, str):
-                if m.padding == "valid":
-                    own_pad = (0,) * dims
-                else:
-                    self.fail(path, "padding='same' is ambiguous for even kernels; give integer padding")
+            s, d = tuple(m.stride), tuple(m.dilation)
+            if m.padding == "valid":
+                own_pad = (0,) * dims
+            elif m.padding == "same":
+                # torch pads (k-1)*d in total, the odd frame on the right: in time that is a
+                # look-ahead of the right half; the other axes must split it evenly
+                totals = [di * (ki - 1) for ki, di in zip(k, d)]
+                odd = [ax for ax, t in enumerate(totals[1:], start=1) if t % 2]
+                if odd:
+                    self.fail(path, f"padding='same' with an even kernel in non-time axis {odd[0]} pads it unevenly; soi's layers pad the non-time axes symmetrically")
                     return None
+                same_time = (totals[0] // 2, totals[0] - totals[0] // 2)
+                own_pad = (0, *(t // 2 for t in totals[1:]))
             else:
                 own_pad = tuple(m.padding)
-            s, d = tuple(m.stride), tuple(m.dilation)
         history = (k[0] - 1) * d[0]
         fill = float("-inf") if kind == "max" else 0.0
         if pad is not None:
             time_pad, rest_pad, value = pad
-            if own_pad[0]:
+            if own_pad[0] or same_time:
                 self.fail(path, "time padded both by the pad module before it and by the layer itself")
                 return None
             if kind == "max":
@@ -136,6 +143,8 @@ class _Converter:
                 self.fail(path, "a pad module before a transposed convolution is not supported")
                 return None
             rest_pad = tuple(a + b for a, b in zip(rest_pad, own_pad[1:]))
+        elif same_time is not None:
+            time_pad, rest_pad = same_time, tuple(own_pad[1:])
         else:
             time_pad, rest_pad = (own_pad[0], own_pad[0]), tuple(own_pad[1:])
         if kind == "convT":
