@@ -28,9 +28,11 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .models.unet import UNetConfig
+from .files import check_output_folder
+from .models.unet import UNetConfig, parse_pattern
+from .progress import progress_bar
 from .tasks.speech.data import noisy_clean, open_split
-from .tasks.speech.masker import SpectralMasker, SpeechEnhancer, save_checkpoint
+from .tasks.speech.masker import SpectralMasker, SpeechEnhancer, read_checkpoint, save_checkpoint
 from .tasks.speech.metrics import neg_si_snr_loss, si_snr_improvement
 
 __all__ = ["TrainConfig", "train", "evaluate_si_snri"]
@@ -65,13 +67,45 @@ class TrainConfig:
     resume: bool = True
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        # A JSON config reaches here unchecked: a wrong type or value is named before any work.
+        for name in ("data", "out_dir", "model_config", "pattern", "upsampler"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"TrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name, low, optional in (
+            ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
+            ("num_workers", 0, False), ("seed", 0, False),
+        ):  # fmt: skip
+            v = getattr(self, name)
+            if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
+        for name, optional in (("segment_seconds", False), ("lr", False), ("minutes", True), ("grad_clip", False)):
+            v = getattr(self, name)
+            if not (optional and v is None) and (
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
+            ):
+                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {v!r}")
+        for name in ("resume", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
+
     @classmethod
     def from_json(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        raw = json.loads(Path(path).read_text())
+        """The config in the JSON file ``path``, with ``overrides`` (those not None) on top."""
+        try:
+            raw = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a JSON object of training options, got {type(raw).__name__}")
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        if "data" not in raw:
+            # A config file describes a run completely (it is saved in every checkpoint); a data
+            # set picked behind its back would make the run impossible to repeat from it.
+            raise ValueError(f'{path}: no "data" (the data set folder with train/ and valid/); add it to the file or pass --data DIR')
         return cls(**raw)
 
 
@@ -156,26 +190,75 @@ def _batches(loader: DataLoader, crops: RandomCrops, sampler: DistributedSampler
         epoch += 1
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Train a model; returns a summary (steps, best validation SI-SNRi, checkpoint paths)."""
+RUN_FILES = ("last.pt", "best.pt", "log.csv")
+"""What a run writes in its folder: the latest state (resumable), the best checkpoint, the log."""
+
+
+def _check_resumable(path: Path, payload: dict[str, Any], cfg: TrainConfig, enhancer: SpeechEnhancer) -> None:
+    """Refuse to continue a run with another model: its weights and optimizer would be mixed with
+    a model they do not belong to, and its best.pt replaced by a model of another kind."""
+    if "progress" not in payload.get("extra", {}):
+        raise ValueError(f"{path} holds no training progress (a best.pt copied there?); resume needs the run's own last.pt")
+    before = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
+    now = enhancer.masker.config
+    changes = [
+        f"{f.name} {getattr(before, f.name)} -> {getattr(now, f.name)}"
+        for f in dataclasses.fields(UNetConfig)
+        if getattr(before, f.name) != getattr(now, f.name)
+    ]
+    if parse_pattern(payload["pattern"]).text != parse_pattern(cfg.pattern).text:
+        changes.append(f"pattern {payload['pattern']!r} -> {cfg.pattern!r}")
+    trained_upsampler = payload["unet_kwargs"].get("upsampler", "duplicate")
+    if trained_upsampler != cfg.upsampler:
+        changes.append(f"upsampler {trained_upsampler!r} -> {cfg.upsampler!r}")
+    if changes:
+        before_cfg = payload["extra"].get("train_config", {})
+        raise ValueError(
+            f"{path} was trained with another model than this run asks for ({'; '.join(changes)}); resume it with its own "
+            f"--model-config {before_cfg.get('model_config', '?')!r} --pattern {payload['pattern']!r} --upsampler "
+            f"{trained_upsampler!r}, or start this run in a new --out folder"
+        )
+
+
+def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
+    """Train a model; returns a summary (steps, best validation SI-SNRi, checkpoint paths).
+
+    A run folder that holds ``last.pt`` is resumed (unless ``cfg.resume`` is false), with the same
+    model only. Files of an earlier run that this run would replace without resuming from them
+    (:data:`RUN_FILES`) are replaced only with ``force``. The folder is checked writable first.
+
+    Raises:
+        FileExistsError: the folder holds an earlier run's files and ``force`` is false.
+        ValueError: resuming a run whose model config, pattern or upsampler differ from ``cfg``;
+            a bad config, data set or checkpoint.
+    """
     rank, world = _dist_env()
     if world > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     out = Path(cfg.out_dir)
+    check_output_folder(out)  # every process: the same answer, before any work
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    enhancer = build_enhancer(cfg)
+    payload = read_checkpoint(last_path) if cfg.resume and last_path.is_file() else None
+    if payload is not None:
+        _check_resumable(last_path, payload, cfg, enhancer)
+    else:
+        earlier = [name for name in RUN_FILES if (out / name).exists()]
+        if earlier and not force:
+            raise FileExistsError(
+                f"{out} already holds {', '.join(earlier)} of an earlier run; resume it (without --no-resume), "
+                "choose a new --out folder, or pass --force to replace them"
+            )
+    train_set = open_split(cfg.data, "train")
+    valid_set = open_split(cfg.data, "valid")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     _seed_everything(cfg.seed)
-
-    train_set = open_split(cfg.data, "train")
-    valid_set = open_split(cfg.data, "valid")
-    enhancer = build_enhancer(cfg)
     optimizer = torch.optim.Adam(enhancer.parameters(), lr=cfg.lr)
     step, start_epoch, best = 0, 0, -math.inf
     elapsed_before = 0.0
 
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if cfg.resume and last_path.is_file():
-        payload = torch.load(last_path, map_location="cpu", weights_only=False)
+    if payload is not None:
         enhancer.load_state_dict(payload["state_dict"])
         progress = payload["extra"]["progress"]
         optimizer.load_state_dict(progress["optimizer"])
@@ -218,15 +301,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         except ImportError:
             writer = None
     bar = None
-    if rank == 0 and cfg.progress:
-        try:
-            from tqdm import tqdm
-
-            # Under a time budget the step count is not the limit: count steps, show the time left.
-            bar_total = total_steps if math.isinf(budget) else None
-            bar = tqdm(total=bar_total, initial=step, desc=f"train {cfg.pattern}", unit="step", dynamic_ncols=True)
-        except ImportError:
-            bar = None
+    if rank == 0:
+        # Under a time budget the step count is not the limit: count steps, show the time left.
+        bar_total = total_steps if math.isinf(budget) else None
+        bar = progress_bar(bar_total, desc=f"train {cfg.pattern}", unit="step", enabled=cfg.progress, initial=step)
 
     def checkpoint(path: Path, epoch: int, valid: float | None) -> None:
         extra = {

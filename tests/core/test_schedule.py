@@ -10,7 +10,7 @@ import torch
 
 import soi
 from soi.core.schedule import derive_schedule
-from soi.deploy.fast import discover_schedule
+from soi.deploy import discover_schedule
 from soi.models import UNet, UNetConfig
 from soi.core.window import TemporalWindow
 from soi.scattered import Upsampler

@@ -16,6 +16,10 @@ from torch import nn
 from ..layers.convert import convert
 from ..testing import split_points, stream
 
+MAX_FRAMES = 20_000
+"""The longest check: the float64 sequence and the layer outputs of the demo model stay under
+about 1 GB (five minutes of frames at 62.5 frames/s)."""
+
 
 def demo_model(channels: int = 16) -> nn.Sequential:
     """A plain torch CNN over (B, 2, T, 64): causal except one frame of look-ahead in the middle."""
@@ -37,6 +41,8 @@ def run_check(frames: int = 200, seed: int = 0) -> dict[str, float]:
     """Convert :func:`demo_model` (float64, random weights from ``seed``), stream ``frames`` random
     frames through it one at a time and in random chunks, and return the largest differences from
     offline (``max_err_*``), the delay and receptive field, and the time of one frame step."""
+    if not 1 <= frames <= MAX_FRAMES:
+        raise ValueError(f"run_check: frames must be from 1 to {MAX_FRAMES}, got {frames}")
     torch.manual_seed(seed)
     net = demo_model().double().eval()
     model = convert(net)

@@ -249,8 +249,8 @@ def cost(
 ) -> CostReport:
     """Analytic cost of ``model`` (see the module docstring). ``frame_rate`` defaults to STFT hop 256
     at 16 kHz. State memory is counted for ``state_dtype``."""
-    if frame_rate <= 0:
-        raise ValueError(f"cost: frame_rate must be positive, got {frame_rate}")
+    if not math.isfinite(frame_rate) or frame_rate <= 0:
+        raise ValueError(f"cost: frame_rate must be a finite number > 0, got {frame_rate}")
     works = analyze(model, input_shape, dense)
     avg = sum(w.macs / w.period for w in works)
     base = sum(w.macs / w.base_period for w in works if w.kind != "upsample")

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from ..analysis.bench import BLOCK_WARMUP, DEFAULT_PATTERNS, FORMS, bench, format_table
+from ..progress import on_terminal
+from .options import count, pattern, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="small", help="U-Net config: preset name (small, paper) or JSON path (default small)")
-    parser.add_argument("--pattern", action="append", default=None, help=f"SOI pattern (repeatable; default {', '.join(DEFAULT_PATTERNS)})")
+    parser.add_argument("--pattern", action="append", type=pattern, default=None, help=f"SOI pattern (repeatable; default {', '.join(DEFAULT_PATTERNS)})")
     parser.add_argument("--form", action="append", choices=FORMS, default=None, help="form to time (repeatable; default all)")
     parser.add_argument("--no-windowed", action="store_true", help="skip the windowed-recompute baseline")
     parser.add_argument("--no-exact-strided", action="store_true", help="skip STMC exact-strided")
-    parser.add_argument("--batch", type=int, default=1, help="independent streams per step (default 1)")
-    parser.add_argument("--throughput-batch", type=int, action="append", default=None, help="also time STMC with B streams per call (repeatable)")
-    parser.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default 1)")
-    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds timed (default 40)")
-    parser.add_argument("--frames-per-round", type=int, default=10, help="frames per case per round (default 10)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="independent streams per step (default 1)")
+    parser.add_argument("--throughput-batch", type=positive_int, action="append", default=None, help="also time STMC with B streams per call (repeatable)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch / onnxruntime threads (default 1)")
+    parser.add_argument("--rounds", type=positive_int, default=40, help="interleaved rounds timed (default 40)")
+    parser.add_argument("--frames-per-round", type=positive_int, default=10, help="frames per case per round (default 10)")
     parser.add_argument(
-        "--block-warmup", type=int, default=BLOCK_WARMUP, help=f"untimed frames before each block (default {BLOCK_WARMUP})"
+        "--block-warmup", type=count, default=BLOCK_WARMUP, help=f"untimed frames before each block (default {BLOCK_WARMUP})"
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows instead of the table")
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         frames_per_round=args.frames_per_round,
         block_warmup=args.block_warmup,
-        progress=not args.json and sys.stderr.isatty(),
+        progress=on_terminal(not args.quiet),  # stderr: with --json too, stdout stays the JSON
     )
     if args.json:
         print(json.dumps(result["rows"], indent=2))

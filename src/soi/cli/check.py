@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..analysis.check import run_check
+from ..analysis.check import MAX_FRAMES, run_check
+from .options import int_range, seed
 
 TOLERANCE = 1e-10
 """Largest difference that passes: the check runs in float64, so streaming and offline differ only
@@ -13,8 +14,8 @@ by rounding."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=200, help="sequence length (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frames", type=int_range(1, MAX_FRAMES), default=200, help=f"sequence length, 1 to {MAX_FRAMES} (default 200)")
+    parser.add_argument("--seed", type=seed, default=0)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import json
 
 from ..analysis.cost import cost, format_table
 from ..models import UNet, UNetConfig, parse_pattern
+from .options import pattern, positive_float
 
 DEFAULT_PATTERNS = (
     "STMC", "Predictive 1", "Predictive 2",
@@ -24,13 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="U-Net config: a JSON file, or a shipped preset ('paper', 'small'); default: paper",
     )  # fmt: skip
     parser.add_argument(
-        "--pattern", action="append", default=None, metavar="PATTERN",
+        "--pattern", action="append", type=pattern, default=None, metavar="PATTERN",
         help="SOI pattern, repeatable (e.g. 'STMC', 'S-CC 2', '2xS-CC 1 3', 'SS-CC 2 5'); "
         "default: the rows of the SOI paper's tables 1 and 2",
     )  # fmt: skip
     parser.add_argument("--upsampler", default="duplicate", help="duplicate (default), transposed, nearest, linear, cubic")
     parser.add_argument("--strided-mode", default="soi", choices=("soi", "stmc"), help="SOI, or STMC's exact strided mode")
-    parser.add_argument("--frame-rate", type=float, default=62.5, help="frames per second (default 62.5: hop 256 at 16 kHz)")
+    parser.add_argument("--frame-rate", type=positive_float, default=62.5, help="frames per second (default 62.5: hop 256 at 16 kHz)")
     parser.add_argument("--dense", action="store_true", help="also count products with padding and inserted zeros")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a Markdown table")
 

@@ -9,18 +9,23 @@ import torch
 
 from ..analysis.cost import format_table
 from ..tasks.speech.demo import run_demo
+from .options import count, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="soi-demo", help="folder for the WAVs and the picture (default soi-demo/)")
-    parser.add_argument("--data", help="default data set folder (default $SOI_DATA or ~/.cache/soi/default-data)")
-    parser.add_argument("--example", type=int, default=0, help="index of the test example")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for the stream (default 1)")
+    parser.add_argument(
+        "--data", help="data set folder: one soi generate made is used as it is, an empty or new one gets the "
+        "default set (default $SOI_DATA or ~/.cache/soi/default-data)",
+    )  # fmt: skip
+    parser.add_argument("--example", type=count, default=0, help="index of the test example (default 0)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads for the stream (default 1)")
+    parser.add_argument("--force", action="store_true", help="replace files in --out that soi did not write")
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
-    r = run_demo(args.out, args.data, args.example)
+    r = run_demo(args.out, args.data, args.example, force=args.force, progress=not args.quiet)
     print()
     print(f"unseen test example {r['example']} (voice and noise source never seen in training; model trained as {r['checkpoint_pattern']!r}), streamed hop by hop:")
     print(f"  SI-SNR noisy {r['si_snr_noisy_db']:.2f} dB -> enhanced {r['si_snr_enhanced_db']:.2f} dB: SI-SNRi {r['si_snri_db']:+.2f} dB")

@@ -5,24 +5,26 @@ from __future__ import annotations
 
 import argparse
 
-from ..tasks.speech.export import export_checkpoint
+from ..tasks.speech.export import MIN_OPSET, export_checkpoint, max_opset
+from .options import count, int_range, pattern, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="speech checkpoint (soi train); 'default' for the shipped one")
-    parser.add_argument("--pattern", default=None, help="SOI pattern to export (default: the checkpoint's)")
-    parser.add_argument("-o", "--output", required=True, help="output directory")
-    parser.add_argument("--batch", type=int, default=1, help="independent streams per call (default 1)")
-    parser.add_argument("--frames", type=int, default=1, help="frames per call (default 1: one STFT hop)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
+    parser.add_argument("--pattern", type=pattern, default=None, help="SOI pattern to export (default: the checkpoint's)")
+    parser.add_argument("-o", "--output", required=True, help="output folder (made if absent)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="independent streams per call (default 1)")
+    parser.add_argument("--frames", type=positive_int, default=1, help="frames per call (default 1: one STFT hop)")
+    parser.add_argument(
+        "--opset", type=int_range(MIN_OPSET, max_opset), default=None,
+        help=f"ONNX opset, from {MIN_OPSET} to the highest the installed onnx knows (default: torch's, {MIN_OPSET})",
+    )  # fmt: skip
     parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm as separate nodes")
-    parser.add_argument("--check-steps", type=int, default=64, help="random frames to compare against PyTorch (0: skip)")
-    parser.add_argument("--force", action="store_true", help="overwrite a non-empty output directory")
+    parser.add_argument("--check-steps", type=count, default=64, help="random frames to compare against PyTorch (0: skip)")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty output folder (files of other names stay)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch < 1 or args.frames < 1:
-        raise ValueError("--batch and --frames must be >= 1")
     manifest, cmp = export_checkpoint(
         None if args.checkpoint == "default" else args.checkpoint,
         args.output,
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         fold_bn=not args.no_fold_bn,
         overwrite=args.force,
         check_steps=args.check_steps,
+        progress=not args.quiet,
     )
     print(
         f"soi export: {manifest['pattern']}: {len(manifest['graphs'])} graph(s), schedule warm-up {manifest['warmup']} then cycle "

@@ -6,18 +6,25 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..tasks.speech.generate import generate_dataset
+from ..tasks.speech.generate import MAX_SEGMENT_SECONDS, generate_dataset
+from .options import bounded_float, finite_float, positive_float, positive_int, seed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--minutes", type=float, default=10.0, help="total minutes of audio (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--segment-seconds", type=float, default=4.0, help="seconds per item (default 4)")
-    parser.add_argument("--snr", type=float, nargs=2, default=(-5.0, 15.0), metavar=("LOW", "HIGH"), help="SNR range in dB")
-    parser.add_argument("--workers", type=int, default=None, help="concurrent synthesis processes (default: CPUs)")
-    parser.add_argument("--force", action="store_true", help="replace a different data set in OUT")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--minutes", type=positive_float, default=10.0, help="total minutes of audio (default 10; the free disk space is checked)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--segment-seconds", type=bounded_float(MAX_SEGMENT_SECONDS), default=4.0,
+        help=f"seconds per item (default 4, at most {MAX_SEGMENT_SECONDS:g})",
+    )  # fmt: skip
+    parser.add_argument("--snr", type=finite_float, nargs=2, default=(-5.0, 15.0), metavar=("LOW", "HIGH"), help="SNR range in dB")
+    parser.add_argument("--workers", type=positive_int, default=None, help="concurrent synthesis processes (default: CPUs)")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace a soi data set made with other parameters in OUT (only the files soi wrote are removed), "
+        "or write into a folder that holds other files (they stay)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

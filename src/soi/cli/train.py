@@ -8,6 +8,7 @@ import json
 
 from ..tasks.speech.demo import ensure_default_data
 from ..train import TrainConfig, train
+from .options import count, pattern, positive_float, positive_int, seed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,31 +17,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="data set root with train/ and valid/ (default: $SOI_DATA, else ~/.cache/soi/default-data, built if absent)")
     parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and logs")
     parser.add_argument("--model-config", help="U-Net JSON (default: the shipped small U-Net)")
-    parser.add_argument("--pattern", help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
+    parser.add_argument("--pattern", type=pattern, help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
     parser.add_argument("--upsampler", help="duplicate | transposed | nearest | linear | cubic")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--segment-seconds", type=float)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--steps", dest="max_steps", type=int)
-    parser.add_argument("--minutes", type=float, help="wall-clock budget; stops, validates and saves")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--valid-every", type=int)
-    parser.add_argument("--workers", dest="num_workers", type=int)
-    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None)
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--segment-seconds", type=positive_float)
+    parser.add_argument("--lr", type=positive_float)
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--steps", dest="max_steps", type=positive_int)
+    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
+    parser.add_argument("--seed", type=seed)
+    parser.add_argument("--valid-every", type=positive_int)
+    parser.add_argument("--workers", dest="num_workers", type=count)
+    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None, help="start over even if --out holds a run")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (as --quiet)")
+    parser.add_argument("--force", action="store_true", help="replace the checkpoints and log of an earlier run in --out instead of resuming it")
 
 
 def run(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.quiet:
+        overrides["progress"] = False
     if args.config:
         cfg = TrainConfig.from_json(args.config, **overrides)
     else:
         if "data" not in overrides:
-            overrides["data"] = str(ensure_default_data())
+            overrides["data"] = str(ensure_default_data(progress=not args.quiet))
         cfg = TrainConfig(**overrides)
-    summary = train(cfg)
+    summary = train(cfg, force=args.force)
     if "best" in summary:  # only the process of rank 0 has the summary to print
         print(json.dumps(summary, indent=2))
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -72,8 +73,12 @@ class UNetConfig:
     upsample_elements: int = 1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
+        for name in ("channels", "kernel"):
+            values = getattr(self, name)
+            # int() would make 16.5 channels 16: a config that is not what it says is refused.
+            if not isinstance(values, (list, tuple)) or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+                raise ValueError(f"UNetConfig.{name} must be a list of integers, got {values!r}")
+            object.__setattr__(self, name, tuple(int(v) for v in values))
         for name in ("freq_bins", "in_channels", "out_channels", "freq_stride", "time_stride", "upsample_elements"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:

@@ -273,7 +273,7 @@ def test_generator_refuses_foreign_folders(tmp_path):
         pytest.skip("espeak-ng and flite are not installed")
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "mine.txt").write_text("not a data set")
-    with pytest.raises(FileExistsError, match="no soi data set manifest"):
+    with pytest.raises(FileExistsError, match="holds no soi data set"):
         generate_dataset(tmp_path, minutes=0.1, progress=False)
     assert (tmp_path / "train" / "mine.txt").exists()
 

@@ -1,7 +1,9 @@
 """Audio IO, resampling, mixing and the speech-enhancement data sets.
 
 * :func:`read_wav` / :func:`write_wav`: soundfile-based IO with clear errors; reading returns mono
-  ``float32`` at the requested rate and notes what was converted.
+  ``float32`` at the requested rate and notes what was converted (and warns about a file cut
+  short); writing picks the format from the extension and goes through :mod:`soi.files` (atomic,
+  never over the input, never replacing a device or a link).
 * :func:`resample`: a Kaiser-windowed sinc resampler for any pair of integer rates (torch only).
 * :class:`DNSFolderDataset`: the DNS Challenge layout (folders of clean speech and of noise), mixed
   on the fly at a random SNR, deterministic per index.
@@ -17,7 +19,8 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
+import stat
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -27,12 +30,18 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ...files import write_file
+
 __all__ = [
     "AUDIO_EXTENSIONS",
     "AudioFileError",
+    "AudioFileWarning",
     "read_wav",
     "read_segment",
     "write_wav",
+    "audio_format",
+    "audio_subtype",
+    "writable_subtype",
     "resample",
     "downmix",
     "mix_at_snr",
@@ -49,6 +58,10 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga")
 
 class AudioFileError(ValueError):
     """An audio file that exists but cannot be used (corrupt, empty, non-finite samples)."""
+
+
+class AudioFileWarning(UserWarning):
+    """An audio file that can be used but is not what its header says (cut short)."""
 
 
 def _soundfile():
@@ -151,14 +164,59 @@ def _open_info(path: Path):
     sf = _soundfile()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
+    st = path.stat()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{path} is a folder; give an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        # libsndfile seeks in its input: a pipe or a device would fail midway or hang
+        raise AudioFileError(f"{path} is not a regular file (a pipe or a device); give an audio file")
+    if st.st_size == 0:
         raise AudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
         return sf.info(str(path))
     except RuntimeError as err:  # soundfile's LibsndfileError is a RuntimeError
         raise AudioFileError(f"{path}: not a readable audio file (corrupt or unsupported format: {err})") from err
+
+
+# libsndfile's log of a WAV whose header promises more audio than the file holds.
+_CUT_SHORT = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _warn_if_cut_short(path: Path, info) -> None:
+    m = _CUT_SHORT.search(info.extra_info or "")
+    if m and int(m.group(1)) > int(m.group(2)):
+        declared, present = int(m.group(1)), int(m.group(2))
+        # Processed, as sox and ffmpeg do: the samples there are good, and a cut copy is often all
+        # there is; the warning says the result covers less than the header promised.
+        warnings.warn(
+            f"{path} is cut short: its header declares {declared} bytes of audio but the file holds {present} "
+            f"({100 * present / declared:.0f}%); using the {info.frames} samples that are there",
+            AudioFileWarning,
+            stacklevel=3,
+        )
+
+
+def audio_subtype(path: str | os.PathLike) -> str:
+    """The sample format of an audio file as soundfile names it (``PCM_16``, ``PCM_24``, ``FLOAT``, ...)."""
+    return _open_info(Path(path)).subtype
+
+
+def audio_format(path: str | os.PathLike) -> str:
+    """The soundfile format that ``path``'s extension names (``.flac`` -> ``FLAC``); no extension
+    means WAV.
+
+    Raises:
+        ValueError: an extension soundfile cannot write.
+    """
+    sf = _soundfile()
+    suffix = Path(path).suffix
+    if not suffix:
+        return "WAV"
+    name = suffix[1:].upper()
+    if name not in sf.available_formats() or sf.default_subtype(name) is None:
+        writable = sorted(f".{f.lower()}" for f in sf.available_formats() if sf.default_subtype(f) is not None)
+        raise ValueError(f"{path}: cannot tell an audio format from the extension {suffix!r}; use one of {', '.join(writable)}")
+    return name
 
 
 def read_segment(
@@ -177,6 +235,7 @@ def read_segment(
     info = _open_info(path)
     if info.frames == 0:
         raise AudioFileError(f"{path}: the file holds no samples")
+    _warn_if_cut_short(path, info)
     start = int(round(start_seconds * info.samplerate))
     stop = info.frames if num_seconds is None else min(info.frames, start + math.ceil(num_seconds * info.samplerate))
     try:
@@ -219,43 +278,49 @@ def read_wav(path: str | os.PathLike, sample_rate: int | None = 16000) -> tuple[
     return read_segment(path, 0.0, None, sample_rate)
 
 
+def writable_subtype(fmt: str, subtype: str | None) -> str:
+    """The sample format :func:`write_wav` writes for ``subtype`` in format ``fmt``: ``subtype`` if
+    the format has it; for float samples a format cannot hold (FLAC), ``PCM_24``, the closest;
+    else ``PCM_16`` if the format has it, else the format's default."""
+    sf = _soundfile()
+    for candidate in (subtype, "PCM_24" if subtype in ("FLOAT", "DOUBLE") else None, "PCM_16"):
+        if candidate is not None and sf.check_format(fmt, candidate):
+            return candidate
+    return sf.default_subtype(fmt)
+
+
 def write_wav(
     path: str | os.PathLike,
     wave: Tensor | np.ndarray,
     sample_rate: int,
     overwrite: bool = False,
-    subtype: str = "PCM_16",
+    subtype: str | None = None,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> Path:
-    """Write ``(N,)`` (mono) or ``(C, N)`` samples in ``[-1, 1]`` to a WAV file.
+    """Write ``(N,)`` (mono) or ``(C, N)`` samples in ``[-1, 1]`` to an audio file.
 
-    ``subtype``: ``"PCM_16"`` (default; values beyond ``[-1, 1]`` clip) or ``"FLOAT"``. The file is
-    written to a temporary name and renamed, so an interrupted write never leaves a truncated file
-    under ``path``. Parent folders are created.
+    The format follows the extension (:func:`audio_format`: ``.wav``, ``.flac``, ``.ogg``, ...).
+    ``subtype``: the sample format (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...; PCM clips values
+    beyond ``[-1, 1]``); one the format cannot hold (FLAC has no ``FLOAT``), or ``None``, is
+    replaced as :func:`writable_subtype` says (``PCM_16`` by default). Written with
+    :func:`soi.files.write_file`: atomically, never over one of ``inputs``, never replacing a link
+    or a device; missing parent folders are created.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
-        ValueError: non-finite samples or a bad shape.
+        ValueError: non-finite samples, a bad shape or an unknown extension.
     """
     sf = _soundfile()
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --force (overwrite=True) to replace it")
+    fmt = audio_format(path)
     data = wave.detach().cpu().numpy() if isinstance(wave, Tensor) else np.asarray(wave)
     if data.ndim not in (1, 2) or data.shape[-1] == 0:
         raise ValueError(f"write_wav: expected (N,) or (C, N) samples with N > 0, got shape {data.shape}")
     if not np.isfinite(data).all():
         raise ValueError(f"write_wav: refusing to write non-finite (NaN or infinite) samples to {path}")
-    data = data.T if data.ndim == 2 else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".wav", prefix=f".{path.stem}.", dir=path.parent)
-    os.close(fd)
-    try:
-        data = data.astype(np.float64 if subtype == "DOUBLE" else np.float32, copy=False)
-        sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    subtype = writable_subtype(fmt, subtype)
+    data = (data.T if data.ndim == 2 else data).astype(np.float64 if subtype == "DOUBLE" else np.float32, copy=False)
+    write_file(path, lambda f: sf.write(f, data, int(sample_rate), subtype=subtype, format=fmt), force=overwrite, inputs=inputs)
     return path
 
 

@@ -6,6 +6,10 @@
 3. enhances an unseen noisy example of the test split *streaming*, hop by hop,
 4. writes noisy / enhanced / clean WAVs and a spectrogram picture, and reports SI-SNRi, the
    real-time factor, per-hop latency and the cost table for STMC and a few SOI patterns.
+
+The output folder is checked writable before anything runs. A rerun replaces the files an earlier
+demo wrote there (recorded in ``.soi-written``, :class:`soi.files.WrittenFiles`); a file of the same
+name that soi did not write is replaced only with ``force``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ...files import WrittenFiles, check_output_folder, write_file
 
 __all__ = ["ensure_default_data", "default_data_root", "run_demo"]
 
@@ -28,15 +34,22 @@ def default_data_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "soi" / "default-data"
 
 
-def ensure_default_data(root: str | Path | None = None, minutes: float = 3.0, seed: int = 0) -> Path:
-    """Build the default data set under ``root`` unless a complete one is there; returns ``root``."""
-    from .generate import generate_dataset
+def ensure_default_data(root: str | Path | None = None, minutes: float = 3.0, seed: int = 0, progress: bool = True) -> Path:
+    """The data set at ``root``: a complete one soi generated there is used as it is (whatever its
+    parameters); otherwise the default set is built there. ``root`` None is
+    :func:`default_data_root`; only there, in soi's own cache, is a set with other parameters
+    rebuilt without asking (removing only the files soi wrote). Returns the folder."""
+    from .generate import generate_dataset, is_complete
 
+    cache = root is None and "SOI_DATA" not in os.environ
     root = Path(root) if root is not None else default_data_root()
-    return Path(generate_dataset(root, minutes=minutes, seed=seed, progress=True))
+    if not cache and is_complete(root):
+        return root
+    return Path(generate_dataset(root, minutes=minutes, seed=seed, progress=progress, overwrite=cache))
 
 
 def _spectrogram_png(path: Path, waves: dict[str, torch.Tensor], sample_rate: int) -> None:
+    """Write the spectrograms of ``waves`` one above the other to the PNG file ``path`` (replaced)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,13 +70,20 @@ def _spectrogram_png(path: Path, waves: dict[str, torch.Tensor], sample_rate: in
         ax.set_ylabel("kHz")
     axes[-1].set_xlabel("seconds")
     fig.colorbar(im, ax=axes, label="dB", shrink=0.8)
-    fig.savefig(path, dpi=110)
+    write_file(path, lambda f: fig.savefig(f, format="png", dpi=110), force=True)
     plt.close(fig)
 
 
-def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = None, example: int = 0, force: bool = True) -> dict[str, Any]:
+def run_demo(
+    out_dir: str | Path = "soi-demo",
+    data_root: str | Path | None = None,
+    example: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the demo (see the module docstring) on test example ``example`` of the default data set
-    at ``data_root`` and write its files to ``out_dir`` (over earlier ones when ``force``).
+    at ``data_root`` and write its files to ``out_dir`` (over files soi did not write there only
+    when ``force``). ``progress`` draws the data generator's bars on a terminal.
 
     Returns the figures: SI-SNR of the noisy and the enhanced example and the improvement, the
     largest streaming-vs-offline difference, the real-time factor, per-hop latency, the files
@@ -75,11 +95,15 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
     from .masker import default_checkpoint_path, load_checkpoint
     from .metrics import si_snr, si_snr_improvement
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    root = ensure_default_data(data_root)
+    out = check_output_folder(out_dir)
+    root = ensure_default_data(data_root, progress=progress)
     test = open_split(root, "test")
-    noisy, clean = noisy_clean(test[example % len(test)])
+    if not 0 <= example < len(test):
+        raise ValueError(f"example {example} is out of range: the test split of {root} has {len(test)} example(s), 0 to {len(test) - 1}")
+    record = WrittenFiles(out)
+    names = [f"{n}.wav" for n in ("noisy", "enhanced", "clean")] + ["spectrograms.png"]
+    paths = record.claim_all(names, force=force)  # refused here, before the work
+    noisy, clean = noisy_clean(test[example])
 
     enhancer, meta = load_checkpoint(default_checkpoint_path())
     hop_times: list[float] = []
@@ -90,14 +114,15 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
         offline = enhancer(noisy.unsqueeze(0))[0]
     seconds = noisy.shape[-1] / enhancer.sample_rate
 
-    for name, wave in (("noisy", noisy), ("enhanced", enhanced), ("clean", clean)):
-        write_wav(out / f"{name}.wav", wave, enhancer.sample_rate, overwrite=force)
-    picture = out / "spectrograms.png"
-    _spectrogram_png(picture, {"noisy": noisy, "enhanced (streamed hop by hop)": enhanced, "clean": clean}, enhancer.sample_rate)
+    for path, wave in zip(paths, (noisy, enhanced, clean)):
+        write_wav(path, wave, enhancer.sample_rate, overwrite=True)
+    _spectrogram_png(paths[3], {"noisy": noisy, "enhanced (streamed hop by hop)": enhanced, "clean": clean}, enhancer.sample_rate)
+    for name in names:
+        record.written(name)
 
     hop_ms = sorted(1e3 * t for t in hop_times)
     result = {
-        "example": test.pairs[example % len(test)][0].name,
+        "example": test.pairs[example][0].name,
         "si_snr_noisy_db": float(si_snr(noisy.unsqueeze(0), clean.unsqueeze(0))),
         "si_snr_enhanced_db": float(si_snr(enhanced.unsqueeze(0), clean.unsqueeze(0))),
         "si_snri_db": float(si_snr_improvement(enhanced.unsqueeze(0), noisy.unsqueeze(0), clean.unsqueeze(0))),
@@ -106,7 +131,7 @@ def run_demo(out_dir: str | Path = "soi-demo", data_root: str | Path | None = No
         "hop_ms_median": hop_ms[len(hop_ms) // 2],
         "hop_ms_p99": hop_ms[min(len(hop_ms) - 1, round(0.99 * (len(hop_ms) - 1)))],
         "checkpoint_pattern": meta.get("pattern"),
-        "files": [str(out / f"{n}.wav") for n in ("noisy", "enhanced", "clean")] + [str(picture)],
+        "files": [str(p) for p in paths],
     }
     from ...models import UNet
 

@@ -14,16 +14,29 @@ from typing import Any
 
 import torch
 
+from ...progress import progress_bar
+
 __all__ = ["evaluate_checkpoint", "format_results"]
 
 
-def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: str = "test", pattern: str | None = None, limit: int | None = None) -> dict[str, Any]:
-    """Mean SI-SNRi (and PESQ/STOI if available) of a checkpoint on ``data/split``, with its cost."""
+def evaluate_checkpoint(
+    checkpoint: str | Path | None,
+    data: str | Path,
+    split: str = "test",
+    pattern: str | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Mean SI-SNRi (and PESQ/STOI if available) of a checkpoint on ``data/split``, with its cost;
+    ``limit`` takes the first items only (at least 1: a mean of nothing is not a result).
+    ``progress`` draws a bar of the items on a terminal."""
     from ...analysis.cost import cost
     from . import metrics
     from .data import noisy_clean, open_split
     from .masker import load_checkpoint
 
+    if limit is not None and limit < 1:
+        raise ValueError(f"evaluate_checkpoint: limit must be >= 1 (the number of items to evaluate), got {limit}")
     enhancer, meta = load_checkpoint(checkpoint, pattern=pattern)
     dataset = open_split(data, split)
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -41,6 +54,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
         optional[name] = fn
         sums[name] = 0.0
         sums[f"{name}_noisy"] = 0.0
+    bar = progress_bar(count, desc=f"evaluate {enhancer.masker.pattern}", unit="item", enabled=progress, leave=False)
     with torch.no_grad():
         for i in range(count):
             noisy, clean = (t.unsqueeze(0) for t in noisy_clean(dataset[i]))
@@ -50,6 +64,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
             for name, fn in optional.items():
                 sums[name] += float(torch.as_tensor(fn(est, clean)).mean())
                 sums[f"{name}_noisy"] += float(torch.as_tensor(fn(noisy, clean)).mean())
+            bar.update(1)
+    bar.close()
     report = cost(enhancer.masker.unet, frame_rate=enhancer.sample_rate / enhancer.hop)
     result = {
         "checkpoint": str(checkpoint) if checkpoint else "shipped",
@@ -59,7 +75,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, data: str | Path, split: 
         "mmac_per_s": report.mmac_per_s,
         "retained_percent": report.retained_percent,
     }
-    result.update({k: v / max(count, 1) for k, v in sums.items()})
+    result.update({k: v / count for k, v in sums.items()})
     return result
 
 

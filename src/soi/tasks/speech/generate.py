@@ -12,6 +12,12 @@ recording category, one synthetic generator, or the babble of one split's voices
 is unseen. Everything follows from the seed; ``manifest.json`` records the splits, every item's
 voice, text, noise and SNR, and the parameters. A complete set with the same parameters is reused.
 
+Nothing that soi did not write is ever deleted: every file and folder is recorded in
+``.soi-written`` (:class:`soi.files.WrittenFiles`) before it is made. A set with other parameters
+is replaced only with ``overwrite`` (``--force``), and then only the recorded files go; a folder
+that holds something else is written into only with ``overwrite``. The space the set needs is
+checked before any synthesis.
+
 Layout::
 
     out_dir/manifest.json
@@ -24,8 +30,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -41,9 +49,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...files import WrittenFiles, check_output_folder, write_file
+from ...progress import progress_bar
 from .data import read_wav, write_wav
 
 __all__ = [
+    "ToolError",
     "GENERATOR_VERSION",
     "SPLITS",
     "REAL_NOISE_DIR",
@@ -54,6 +65,8 @@ __all__ = [
     "available_voices",
     "available_noise_sources",
     "split_assignment",
+    "is_complete",
+    "MAX_SEGMENT_SECONDS",
 ]
 
 GENERATOR_VERSION = 1
@@ -192,10 +205,15 @@ def _run(cmd: Sequence[str], check: bool = True) -> str:
     return subprocess.run(list(cmd), check=check, capture_output=True, text=True, timeout=60).stdout
 
 
+class ToolError(RuntimeError, OSError):
+    """A speech synthesiser the data set needs is missing or unusable (an ``OSError``: the fix is
+    on the machine, not in the call)."""
+
+
 def _require(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        raise RuntimeError(
+        raise ToolError(
             f"the default data set needs '{binary}', which is not installed: apt-get install espeak-ng flite "
             f"{REAL_NOISE_PACKAGE} (the packages listed in packaging/apt-packages.txt; setup.sh installs them)"
         )
@@ -216,7 +234,7 @@ def available_voices() -> tuple[tuple[Voice, ...], tuple[str, ...]]:
     flite = set(_run(["flite", "-lv"]).replace("Voices available:", "").split())
     voices = [Voice("espeak-ng", v) for v in variants] + [Voice("flite", v) for v in _FLITE_VOICES if v in flite]
     if len(variants) < 3 or not accents:
-        raise RuntimeError(
+        raise ToolError(
             f"espeak-ng lists too few English voices ({variants}, accents {accents}); is espeak-ng-data installed?"
         )
     return tuple(voices), accents
@@ -549,18 +567,49 @@ def _utterance_json(u: Utterance) -> dict[str, Any]:
     return {"voice": u.voice.id, "accent": u.accent, "text": u.text, "rate": u.rate, "pitch": u.pitch}
 
 
-def _complete(out_dir: Path, params: dict[str, Any]) -> bool:
-    manifest = out_dir / "manifest.json"
-    if not manifest.is_file():
-        return False
+def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
     try:
-        existing = json.loads(manifest.read_text())
+        manifest = json.loads((out_dir / "manifest.json").read_text())
     except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict) else None
+
+
+def _manifest_files(manifest: dict[str, Any] | None) -> list[str]:
+    """The files a manifest lists: what sets made before ``.soi-written`` existed wrote."""
+    if manifest is None:
+        return []
+    items = [it for split in manifest["splits"].values() for it in split.get("items", [])]
+    return ["manifest.json", *(it[key] for it in items for key in ("noisy", "clean") if key in it)]
+
+
+def is_complete(out_dir: str | os.PathLike, params: dict[str, Any] | None = None) -> bool:
+    """Whether ``out_dir`` holds a complete data set made by :func:`generate_dataset` (with
+    ``params``, if given: the ``params`` of its manifest)."""
+    out_dir = Path(out_dir)
+    manifest = _read_manifest(out_dir)
+    if manifest is None or (params is not None and manifest.get("params") != params):
         return False
-    if existing.get("params") != params:
-        return False
-    items = [it for split in existing["splits"].values() for it in split["items"]]
-    return all((out_dir / it[key]).is_file() for it in items for key in ("noisy", "clean"))
+    return all((out_dir / f).is_file() for f in _manifest_files(manifest))
+
+
+MAX_SEGMENT_SECONDS = 600.0
+"""The longest item: one item is rendered in memory in float64 (600 s: about 80 MB per signal)."""
+_FREE_SPACE_MARGIN = 1.1  # PCM16 WAVs plus headers, the manifest and the file system's blocks
+
+
+def _check_space(out_dir: Path, minutes: float, segment_seconds: float) -> None:
+    """Refuse before any synthesis when the set cannot fit on the disk."""
+    items = sum(_items_per_split(minutes, segment_seconds).values())
+    need = _FREE_SPACE_MARGIN * items * 2 * 2 * round(segment_seconds * SAMPLE_RATE)  # noisy + clean, 2 bytes a sample
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"the data set ({minutes:g} minutes in {items} items of {segment_seconds:g} s) needs about {need / 1e9:.2f} GB, "
+            f"but {existing} has {free / 1e9:.2f} GB free",
+        )
 
 
 def generate_dataset(
@@ -579,23 +628,34 @@ def generate_dataset(
         out_dir: destination folder.
         minutes: total audio over the three splits (80 / 10 / 10 % of the items; at least one each).
         seed: fixes the splits, texts, voices, noises and SNRs: the same seed gives identical files.
-        segment_seconds: length of every item.
-        progress: show tqdm progress bars.
+        segment_seconds: length of every item, at most :data:`MAX_SEGMENT_SECONDS`.
+        progress: show tqdm progress bars (on a terminal).
         snr_range_db: SNRs are drawn uniformly from this range.
         workers: concurrent synthesis processes (default: the number of CPUs).
-        overwrite: also replace split folders in ``out_dir`` that no earlier run of this function
-            made. (A set this function made with other parameters, or left incomplete, is always
-            replaced: it can be made again from its seed.)
+        overwrite: replace a set made with other parameters (removing only the files soi
+            recorded), or write into a folder that holds something else (replacing files of the
+            names the set uses, leaving the rest). An interrupted set with the same parameters is
+            redone without it.
 
     Returns immediately when ``out_dir`` already holds a complete set with the same parameters.
 
     Raises:
-        RuntimeError: ``espeak-ng`` or ``flite`` is not installed.
-        FileExistsError: ``out_dir`` holds something else and ``overwrite`` is false.
+        ToolError: ``espeak-ng`` or ``flite`` is not installed (a ``RuntimeError`` and an ``OSError``).
+        FileExistsError: ``out_dir`` holds another set or other files and ``overwrite`` is false.
+        NotADirectoryError, PermissionError: ``out_dir`` is not a folder soi can write in.
+        OSError: not enough free disk space.
+        ValueError: a parameter out of range.
     """
-    if minutes <= 0 or segment_seconds <= 0:
-        raise ValueError(f"minutes and segment_seconds must be positive, got {minutes} and {segment_seconds}")
-    out_dir = Path(out_dir)
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"generate_dataset: minutes must be a finite number > 0, got {minutes}")
+    if not (math.isfinite(segment_seconds) and 0 < segment_seconds <= MAX_SEGMENT_SECONDS):
+        raise ValueError(f"generate_dataset: segment_seconds must be > 0 and <= {MAX_SEGMENT_SECONDS:g}, got {segment_seconds}")
+    low, high = (float(v) for v in snr_range_db)
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"generate_dataset: snr_range_db must be finite (low, high) with low <= high, got {tuple(snr_range_db)}")
+    if workers is not None and workers < 1:
+        raise ValueError(f"generate_dataset: workers must be >= 1, got {workers}")
+    out_dir = check_output_folder(out_dir)
     voices, accents = available_voices()
     noises = available_noise_sources()
     params = {
@@ -603,28 +663,31 @@ def generate_dataset(
         "minutes": float(minutes),
         "seed": int(seed),
         "segment_seconds": float(segment_seconds),
-        "snr_range_db": [float(snr_range_db[0]), float(snr_range_db[1])],
+        "snr_range_db": [low, high],
         "sample_rate": SAMPLE_RATE,
         # What this machine offers decides the set, so a set made with other voices or noises is redone.
         "voices": [v.id for v in voices],
         "noise_sources": [s.id for s in noises],
     }
-    if _complete(out_dir, params):
+    if is_complete(out_dir, params):
         return out_dir
-    _prepare(out_dir, overwrite)
+    _check_space(out_dir, minutes, segment_seconds)
+    record = _prepare(out_dir, params, overwrite)
     with _one_torch_thread():
-        _generate(out_dir, params, voices, accents, noises, progress, workers)
+        _generate(out_dir, record, params, voices, accents, noises, progress, workers, overwrite)
     return out_dir
 
 
 def _generate(
     out_dir: Path,
+    record: WrittenFiles,
     params: dict[str, Any],
     voices: Sequence[Voice],
     accents: Sequence[str],
     noises: Sequence[NoiseSource],
     progress: bool,
     workers: int | None,
+    overwrite: bool,
 ) -> None:
     seed, minutes, segment_seconds = params["seed"], params["minutes"], params["segment_seconds"]
     snr_range_db = tuple(params["snr_range_db"])
@@ -653,13 +716,14 @@ def _generate(
         items = []
         for i, plan in enumerate(plans[name]):
             noisy, clean = _render_item(plan, sources, speech, n)
-            stem = f"{name}_{i:05d}.wav"
-            write_wav(out_dir / name / "noisy" / stem, noisy, SAMPLE_RATE, overwrite=True)
-            write_wav(out_dir / name / "clean" / stem, clean, SAMPLE_RATE, overwrite=True)
+            files = _item_files(name, i)
+            for relative, wave in zip(files, (noisy, clean)):
+                write_wav(record.claim(relative, force=overwrite), wave, SAMPLE_RATE, overwrite=True)
+                record.written(relative)
             items.append(
                 {
-                    "noisy": f"{name}/noisy/{stem}",
-                    "clean": f"{name}/clean/{stem}",
+                    "noisy": files[0],
+                    "clean": files[1],
                     "speech": _utterance_json(plan["target"]),
                     "snr_db": plan["snr_db"],
                     "level_db": plan["level_db"],
@@ -683,36 +747,74 @@ def _generate(
         "accents": list(accents),
         "splits": manifest_splits,
     }
-    tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out_dir / "manifest.json")  # written last: its presence marks a complete set
+    # Written last: its presence marks a complete set.
+    write_file(record.claim("manifest.json", force=overwrite), json.dumps(manifest, indent=1).encode(), force=True)
+    record.written("manifest.json")
     (out_dir / _MARKER).unlink(missing_ok=True)
 
 
+def _item_files(split: str, index: int) -> tuple[str, str]:
+    """The noisy and clean file of item ``index`` of ``split``, relative to the set's folder."""
+    stem = f"{split}_{index:05d}.wav"
+    return f"{split}/noisy/{stem}", f"{split}/clean/{stem}"
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
+    keys = [k for k in now if before.get(k) != now[k]]
+    shown = [f"{k} {before.get(k)} -> {now[k]}" if k not in ("voices", "noise_sources") else f"{k} differ" for k in keys]
+    return ", ".join(shown) or "unknown parameters"
+
+
 _MARKER = ".soi-generating"
+"""Present while a set is being written (holds its parameters as JSON); removed when it is complete."""
 
 
-def _prepare(out_dir: Path, overwrite: bool) -> None:
-    """Empty the splits of a previous set we made (complete with other parameters, or interrupted):
-    it is reproducible from its seed. Refuse to touch split folders we did not make."""
-    ours = (out_dir / "manifest.json").is_file() or (out_dir / _MARKER).is_file()
-    present = [p for p in (out_dir / s for s in SPLITS) if p.exists()]
-    if present and not ours and not overwrite:
+def _prepare(out_dir: Path, params: dict[str, Any], overwrite: bool) -> WrittenFiles:
+    """Make way for a new set: an earlier set of soi's is removed (only the files it recorded);
+    with other parameters only if ``overwrite``. A folder holding anything else is refused unless
+    ``overwrite``, and then left as it is."""
+    record = WrittenFiles(out_dir)
+    manifest = _read_manifest(out_dir)
+    try:
+        started = json.loads((out_dir / _MARKER).read_text())
+    except (OSError, json.JSONDecodeError):
+        started = None
+    ours = manifest is not None or bool(record.entries()) or started is not None
+    before = manifest["params"] if manifest is not None and "params" in manifest else started
+    if ours and before != params and not overwrite:
         raise FileExistsError(
-            f"{out_dir} already holds {', '.join(p.name for p in present)} but no soi data set manifest; "
-            "choose another folder or pass overwrite=True (--force)"
+            errno.EEXIST,
+            f"{out_dir} holds a soi data set made with other parameters ({_differences(before or {}, params)}); "
+            "pass --force (overwrite=True) to replace it (of what is there, only the files soi wrote are removed, and files "
+            "where the new set goes are replaced), or choose another folder",
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / _MARKER).write_text("incomplete soi data set; generate_dataset() removes this file when done\n")
-    (out_dir / "manifest.json").unlink(missing_ok=True)
-    for p in present:
-        shutil.rmtree(p)
+    others = [p.name for p in sorted(out_dir.iterdir()) if p.name not in (WrittenFiles.NAME, _MARKER)] if out_dir.is_dir() else []
+    if not ours and others and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{out_dir} is not empty ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}) and holds no soi data set; "
+            "choose an empty or new folder, or pass --force (overwrite=True) to write the set beside what is there",
+        )
+    # A set made before the record existed is known by its manifest alone.
+    legacy = [] if record.entries() else _manifest_files(manifest)
+    counts = _items_per_split(params["minutes"], params["segment_seconds"])
+    planned = ["manifest.json", *(f for name in SPLITS for i in range(counts[name]) for f in _item_files(name, i))]
+    in_the_way = [f for f in planned if os.path.lexists(out_dir / f) and not record.owns(f) and f not in legacy]
+    if in_the_way and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{out_dir}: {len(in_the_way)} file(s) where the data set goes were not written by soi (or were changed since: "
+            f"{', '.join(in_the_way[:3])}{', ...' if len(in_the_way) > 3 else ''}); move them, or pass --force to replace them",
+        )
+    record.remove(also=legacy)
+    # The marker is in the record too: a set interrupted at any point is recognised as soi's.
+    write_file(record.claim(_MARKER, force=True), json.dumps(params).encode(), force=True)
+    record.written(_MARKER)
+    return record
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="item" if desc == "mixing" else "utt", leave=False)
+    return progress_bar(total, desc=desc, unit="item" if desc == "mixing" else "utt", enabled=enabled, leave=False)
 
 
 def _synthesise_all(utterances: Sequence[Utterance], workers: int | None, progress: bool) -> dict[Utterance, np.ndarray]:

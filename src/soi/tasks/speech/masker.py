@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ from .stft import (
     trim_streamed,
 )
 from ...core.containers import Sequential, Wrapper, _Parallel
-from ...models.unet import UNet, UNetConfig
+from ...files import write_file
+from ...models.unet import UNet, UNetConfig, parse_pattern
 from ...core.state import StreamingModule
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "SpectralMasker",
     "SpeechEnhancer",
     "save_checkpoint",
+    "read_checkpoint",
     "load_checkpoint",
     "default_checkpoint_path",
     "CHECKPOINT_FORMAT",
@@ -140,11 +143,18 @@ class SpeechEnhancer(nn.Module):
     def forward(self, wave: Tensor) -> Tensor:
         return enhance_offline(wave, self.masker, self.n_fft, self.hop, self.masker.delay)
 
-    def enhance_streaming(self, wave: Tensor, chunk_frames: int = 1, hop_times: list[float] | None = None) -> Tensor:
+    def enhance_streaming(
+        self,
+        wave: Tensor,
+        chunk_frames: int = 1,
+        hop_times: list[float] | None = None,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> Tensor:
         """Stream ``wave`` ``(B, N)`` or ``(N,)`` through analysis, the masker and synthesis,
         ``chunk_frames`` hops at a time, as a real-time device would; returns the same samples as
         :meth:`forward`. If ``hop_times`` is given, the wall time of every chunk (arrival to output,
-        in seconds) is appended to it."""
+        in seconds) is appended to it; ``on_chunk`` is called with the samples of each chunk once
+        it is done (a progress bar)."""
         x = wave if wave.dim() == 2 else wave.unsqueeze(0)
         analysis = StreamingSTFT(self.n_fft, self.hop, self.sample_rate)
         synthesis = StreamingISTFT(self.n_fft, self.hop, self.sample_rate)
@@ -163,6 +173,8 @@ class SpeechEnhancer(nn.Module):
                 if hop_times is not None:
                     hop_times.append(time.perf_counter() - t0)
                 outputs.append(samples)
+                if on_chunk is not None:
+                    on_chunk(size)
         out = trim_streamed(torch.cat(outputs, dim=1), x.shape[-1], self.n_fft, self.hop)
         return out if wave.dim() == 2 else out[0]
 
@@ -178,7 +190,8 @@ def default_checkpoint_path() -> Path:
 def save_checkpoint(path: str | Path, enhancer: SpeechEnhancer, extra: dict[str, Any] | None = None) -> None:
     """Write a self-describing checkpoint: model config, pattern, STFT parameters and weights.
 
-    Written to a temporary file first and renamed, so an interrupted save never leaves a broken file.
+    Written with :func:`soi.files.write_file` (a temporary file renamed over ``path``), so an
+    interrupted save never leaves a broken file; an existing checkpoint is replaced.
     """
     m = enhancer.masker
     payload = {
@@ -191,31 +204,81 @@ def save_checkpoint(path: str | Path, enhancer: SpeechEnhancer, extra: dict[str,
         "state_dict": {k: v.detach().cpu() for k, v in enhancer.state_dict().items()},
         "extra": extra or {},
     }
+    write_file(path, lambda f: torch.save(payload, f), force=True)
+
+
+_CHECKPOINT_KEYS = ("unet_config", "pattern", "unet_kwargs", "compression", "stft", "state_dict")
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """The payload of a checkpoint written by :func:`save_checkpoint`, its format checked.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: no file at ``path``.
+        ValueError: not a soi speech checkpoint, or one with missing fields.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the checkpoint {path} is a folder; give the .pt file (e.g. {path / 'best.pt'})")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a readable soi checkpoint: {' '.join(str(err).split())[:200]}") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not a soi speech checkpoint (expected format {CHECKPOINT_FORMAT!r}, found {found!r})")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: the checkpoint has no {', '.join(missing)} (damaged, or written by other software)")
+    return payload
+
+
+def _weights_mismatch(expected: dict[str, Tensor], found: dict[str, Tensor]) -> str:
+    """What differs between two state dicts, in a few words; empty if they fit."""
+    missing = sorted(set(expected) - set(found))
+    unused = sorted(set(found) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(found) if expected[k].shape != found[k].shape)
+    parts = []
+    for what, keys in (("missing", missing), ("not used", unused), ("of another shape", shapes)):
+        if keys:
+            parts.append(f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+    return "; ".join(parts)
 
 
 def load_checkpoint(path: str | Path | None = None, pattern: str | None = None, map_location: str = "cpu") -> tuple[SpeechEnhancer, dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint` (the shipped one if ``path`` is None).
 
     Returns ``(enhancer in eval mode, extra metadata)``. ``pattern`` overrides the SOI pattern the
-    weights were trained with (the weights then load only if the layers match, e.g. not across a
-    change of upsampler).
+    weights were trained with; the weights must fit it (a learned ``"transposed"`` upsampler
+    belongs to the S-CC pair it was trained in, so it does not move to a pattern with pairs
+    elsewhere).
+
+    Raises:
+        ValueError: not a soi speech checkpoint, a model config that is not valid, a pattern that
+            is not valid for the model, or weights that do not fit it; the message says which.
     """
     path = Path(path) if path is not None else default_checkpoint_path()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    payload = read_checkpoint(path, map_location)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"{path} is not a readable soi checkpoint: {err}") from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a soi speech checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
-    masker = SpectralMasker(config, pattern or payload["pattern"], payload["compression"], **payload["unet_kwargs"])
+        config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the checkpoint's model config is not valid: {err}") from None
+    trained = payload["pattern"]
+    if pattern is not None:
+        parse_pattern(pattern, config.depth)  # names the valid forms and levels for this model
+    masker = SpectralMasker(config, trained if pattern is None else pattern, payload["compression"], **payload["unet_kwargs"])
     enhancer = SpeechEnhancer(masker, **payload["stft"])
+    mismatch = _weights_mismatch(enhancer.state_dict(), payload["state_dict"])
+    if mismatch:
+        upsampler = payload["unet_kwargs"].get("upsampler", "duplicate")
+        hint = (
+            f"weights trained with the {upsampler!r} upsampler belong to the S-CC pairs they were trained in; use "
+            f"--pattern {trained!r} or one with S-CC pairs at the same levels"
+            if pattern is not None
+            else "the checkpoint is damaged or from another version of soi"
+        )
+        raise ValueError(f"{path} (trained as {trained!r}) does not fit pattern {masker.pattern!r}: weights {mismatch}; {hint}")
     enhancer.load_state_dict(payload["state_dict"])
-    return enhancer.eval(), dict(payload.get("extra", {}), pattern=payload["pattern"])
+    return enhancer.eval(), dict(payload.get("extra", {}), pattern=trained)

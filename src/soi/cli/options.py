@@ -1,0 +1,102 @@
+"""Option types checked while the command line is parsed, so a bad value is refused before any work
+with a message that names the option (argparse adds ``argument --threads:`` in front)::
+
+    parser.add_argument("--threads", type=positive_int)
+
+Each is an ``argparse`` ``type=`` function: text in, value out, ``ArgumentTypeError`` with what was
+expected and what came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+__all__ = ["positive_int", "count", "seed", "positive_float", "finite_float", "bounded_float", "int_range", "pattern"]
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """An integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+SEED_MAX = 2**32 - 1
+"""The largest seed: numpy's legacy seeding and torch's both take it."""
+
+
+def seed(text: str) -> int:
+    """A random seed, ``0 .. 2**32 - 1``."""
+    value = _int(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected a seed between 0 and {SEED_MAX}, got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A finite number (no ``nan``, no ``inf``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def bounded_float(high: float) -> Callable[[str], float]:
+    """A finite number in ``(0, high]``: for sizes where a huge value would exhaust the memory."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a number > 0 and <= {high:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def int_range(low: int, high: int | Callable[[], int]) -> Callable[[str], int]:
+    """An integer in ``low .. high``; ``high`` may be a function, called only when the option is given."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        top = high() if callable(high) else high
+        if not low <= value <= top:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {top}, got {text!r}")
+        return value
+
+    return parse
+
+
+def pattern(text: str) -> str:
+    """An SOI pattern name: not empty (the full check needs the model's depth and comes later)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected an SOI pattern such as 'STMC' or 'S-CC 2', got {text!r}")
+    return text
