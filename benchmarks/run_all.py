@@ -260,7 +260,7 @@ def main(argv=None) -> int:
         " a load change hits all of them alike, but absolute numbers and tails are noisier than on an idle machine)",
         "",
         "Forms: **eager** = the plain `model.step` (Python per layer, BatchNorm unfolded; the reference);"
-        " **torchscript** = `soi.deploy.fast.FastStreamer(backend=\"script\")` (BatchNorm folded, lean shift registers, one"
+        " **torchscript** = `soi.deploy.FastStreamer(backend=\"script\")` (BatchNorm folded, lean shift registers, one"
         " `torch.export` graph per schedule phase, traced to TorchScript and frozen); **aotinductor** ="
         " `FastStreamer(backend=\"aoti\")` (the same graphs compiled ahead of time to one C++ library per phase by"
         " AOTInductor: elementwise work fused, every convolution im2col + one matrix product);"

@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 import soi
-from soi.deploy.export import export_onnx
-from soi.deploy.runtime import OnnxStreamer
+from soi.deploy import OnnxStreamer, export_onnx
 from soi.models.unet import UNet, UNetConfig
 
 pytest.importorskip("onnxruntime")

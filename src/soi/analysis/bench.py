@@ -5,13 +5,13 @@ one process.
 What one frame step costs is timed call by call. Forms:
 
 * ``eager``: the plain ``model.step`` (the reference; Python per layer, BatchNorm unfolded);
-* ``torchscript``: :class:`soi.fast.FastStreamer` with ``backend="script"`` (lean model, one
+* ``torchscript``: :class:`soi.deploy.FastStreamer` with ``backend="script"`` (lean model, one
   ``torch.export`` graph per schedule phase, traced to TorchScript and frozen);
-* ``aotinductor``: :class:`soi.fast.FastStreamer` with ``backend="aoti"`` (each phase compiled ahead
+* ``aotinductor``: :class:`soi.deploy.FastStreamer` with ``backend="aoti"`` (each phase compiled ahead
   of time to a C++ library by AOTInductor: elementwise work fused, every convolution an im2col +
   matrix product; needs a C++ compiler, ~10-30 s per phase to build);
-* ``onnxruntime``: the graphs :func:`soi.export.export_onnx` writes, run by
-  :class:`soi.runtime.OnnxStreamer`.
+* ``onnxruntime``: the graphs :func:`soi.deploy.export_onnx` writes, run by
+  :class:`soi.deploy.OnnxStreamer`.
 
 ``torch.compile`` was measured slower than both compiled forms here (its per-call guards), see
 ``docs/deploy.md``.
@@ -50,13 +50,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..deploy.fast import FastStreamer, fold_batchnorm
+from ..deploy.fold import fold_batchnorm
+from ..deploy.streamer import FastStreamer
 from ..core.state import StreamingModule
 from ..core.timing import Clock
 
 __all__ = [
     "BenchCase",
     "bench",
+    "bench_stack",
+    "stack_model",
+    "STACKS",
     "machine_facts",
     "matmul_reference",
     "format_table",
@@ -246,12 +250,23 @@ def _analytic(model: StreamingModule) -> tuple[float, float]:
 
 
 def _stream_cases(
-    variant: str, pattern: str, model: StreamingModule, forms: Sequence[str], batch: int, tmp: Path, threads: int
+    variant: str,
+    pattern: str,
+    model: StreamingModule,
+    forms: Sequence[str],
+    batch: int,
+    tmp: Path,
+    threads: int,
+    frame: Sequence[int] | None = None,
 ) -> list[BenchCase]:
+    """One case per form of streaming ``model`` one frame ``(C, ...)`` per call (default: the
+    U-Net's ``(C, F)``)."""
     from ..deploy.export import export_onnx
 
-    unet = _unet_of(model)
-    shape = (batch, unet.config.in_channels, 1, unet.config.freq_bins)
+    if frame is None:
+        unet = _unet_of(model)
+        frame = (unet.config.in_channels, unet.config.freq_bins)
+    shape = (batch, frame[0], 1, *frame[1:])
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     avg, peak = _analytic(model)
     cases = []
@@ -273,11 +288,11 @@ def _stream_cases(
             export_onnx(model, out, shape, overwrite=True)
             ort_stream = OnnxStreamer(out, threads=threads)
             xn = x.numpy()
-            w, n = len(ort_stream.manifest["warmup"]), len(ort_stream.manifest["cycle"])
-            fp = "prepare" in ort_stream.manifest["cycle_kinds"]
+            w, n = len(ort_stream.manifest.warmup), len(ort_stream.manifest.cycle)
+            fp = "prepare" in ort_stream.manifest.cycle_kinds
             case = BenchCase(
                 variant, form, pattern, step=lambda s=ort_stream, xn=xn: s.step(xn), prepare=ort_stream.prepare if fp else None,
-                phase_of=lambda s=ort_stream, w=w, n=n: (s._index - w) % n, state_bytes=ort_stream.manifest["state_bytes"],
+                phase_of=lambda s=ort_stream, w=w, n=n: (s.calls - w) % n, state_bytes=ort_stream.state_bytes(),
             )  # fmt: skip
             case.extra["onnx_dir"] = str(out)
             case.extra["model"] = model
@@ -320,10 +335,10 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
                     return net(shift())
 
         elif form in ("torchscript", "aotinductor"):
-            from ..deploy.fast import _build_runner
+            from ..deploy.streamer import build_runner
 
             net = _Windowed(fold_batchnorm(model), window).eval()
-            run = _build_runner(net, (frames,), _BACKEND[form], tmp, f"windowed-{batch}")
+            run = build_runner(net, (frames,), _BACKEND[form], tmp, f"windowed-{batch}")
 
             def step(run=run):
                 with torch.no_grad():
@@ -534,7 +549,7 @@ def bench(
             parity_original: dict[str, dict[str, float]] = {}
             if check_onnx:
                 from ..deploy.export import compare_export
-                from ..deploy.fast import lean
+                from ..deploy.lean import lean
 
                 for c in cases:
                     if c.form == "onnxruntime" and "onnx_dir" in c.extra and c.extra.get("batch", 1) == batch:
@@ -569,6 +584,88 @@ def bench(
         "onnx_parity_max_abs": parity,
         "onnx_vs_unfolded_max_abs": parity_original,
         "rows": rows,
+    }
+
+
+# ==================================================================================================
+# Stacks other than the U-Net
+# ==================================================================================================
+
+STACKS = ("dilated-1d", "conv3d")
+"""The convolution stacks of :func:`bench_stack`:
+
+* ``"dilated-1d"``: 6 :class:`~soi.STMCConv1d` layers, 64 channels, kernel 3, dilations 1, 2, 4, 8,
+  16, 32, ReLU between (a WaveNet/TCN-style receptive field of 127 frames); one frame is ``(64,)``;
+* ``"conv3d"``: 4 :class:`~soi.STMCConv3d` layers, 32 channels (the first from 3), kernel
+  ``3x3x3``, spatial padding 1, over 32x32 frames, ReLU between (a video stack); one frame is
+  ``(3, 32, 32)``."""
+
+
+def stack_model(name: str) -> StreamingModule:
+    """The stack ``name`` (:data:`STACKS`), random weights, eval mode."""
+    from ..core.containers import Sequential
+    from ..layers.conv import STMCConv1d, STMCConv3d
+
+    torch.manual_seed(0)
+    if name == "dilated-1d":
+        layers: list[nn.Module] = [STMCConv1d(64, 64, 3, dilation=d) for d in (1, 2, 4, 8, 16, 32)]
+    elif name == "conv3d":
+        layers = [STMCConv3d(3 if i == 0 else 32, 32, 3, padding=1, frame_size=(32, 32)) for i in range(4)]
+    else:
+        raise ValueError(f"stack_model: unknown stack {name!r}; valid: {', '.join(STACKS)}")
+    between = [m for layer in layers for m in (layer, nn.ReLU())][:-1]
+    return Sequential(*between).eval()
+
+
+def bench_stack(
+    name: str,
+    forms: Sequence[str] = FORMS,
+    *,
+    batch: int = 1,
+    check_onnx: bool = True,
+    threads: int = 1,
+    rounds: int = 40,
+    frames_per_round: int = 10,
+    warmup_rounds: int = 5,
+    block_warmup: int = BLOCK_WARMUP,
+    frame_rate: float = 62.5,
+    progress: bool = False,
+    workdir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The STMC step of the stack ``name`` (:data:`STACKS`) in every form, timed interleaved as
+    :func:`bench` does: ``{"machine", "stack", "frame_ms", "timing", "reference",
+    "onnx_parity_max_abs", "rows"}``, ``rows`` as :func:`bench`'s (variant: the stack's name)."""
+    for f in forms:
+        if f not in FORMS:
+            raise ValueError(f"bench_stack: unknown form {f!r}; valid: {', '.join(FORMS)}")
+    model = stack_model(name)
+    frame = model.input_frame_shape
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with contextlib.ExitStack() as stack:
+            tmp = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soi-bench-")))
+            tmp.mkdir(parents=True, exist_ok=True)
+            if progress:
+                print(f"bench: building {name} ({', '.join(forms)})", file=sys.stderr, flush=True)
+            cases = _stream_cases(name, "STMC", model, forms, batch, tmp, threads, frame)
+            parity = {}
+            if check_onnx:
+                from ..deploy.export import compare_export
+
+                parity = {c.variant: compare_export(model, c.extra["onnx_dir"], threads=threads) for c in cases if c.form == "onnxruntime"}
+            reference = matmul_reference(layer_gemm_shapes(model, (batch, frame[0], 1, *frame[1:])))
+            _measure(cases, rounds, frames_per_round, warmup_rounds, progress, block_warmup)
+    finally:
+        torch.set_num_threads(prev_threads)
+    return {
+        "machine": machine_facts(threads),
+        "stack": name,
+        "frame_ms": 1e3 / frame_rate,
+        "timing": {"rounds": rounds, "frames_per_round": frames_per_round, "warmup_rounds": warmup_rounds, "block_warmup": block_warmup},
+        "reference": reference,
+        "onnx_parity_max_abs": parity,
+        "rows": [_summary(c, 1e3 / frame_rate, reference["gmac_per_s"], frame_rate) for c in cases],
     }
 
 

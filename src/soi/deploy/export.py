@@ -9,7 +9,7 @@ A deployed stream is a loop that a phone or a microcontroller can run without Py
 
 Every graph is straight-line code (no control flow): the Python ``int`` fields of a state (stride
 phase, look-ahead frames still to skip, frames pending in an FP shift) are the static schedule and
-are baked into the graph of each phase (:func:`soi.fast.discover_schedule`). STMC has one phase; an
+are baked into the graph of each phase (:func:`soi.deploy.discover_schedule`). STMC has one phase; an
 S-CC pair of stride 2 has two; FP patterns add ``prepare`` graphs (the work that needs only past
 frames, to run between frames) before each ``step``. A look-ahead or an FP shift adds *warm-up*
 phases that run once at the start of a stream (a ``null`` entry is a ``prepare`` with nothing to do) (their ``y`` may have fewer frames: the outputs held
@@ -23,14 +23,13 @@ shift's pending frame after ``prepare``).
 
 ``manifest.json`` records the phase order, the graphs and their inputs/outputs, every state
 tensor's shape, dtype and initial fill value, the chunk shape, and for speech checkpoints the sample
-rate, hop, FFT size and latency. :class:`soi.runtime.OnnxStreamer` runs the directory.
+rate, hop, FFT size and latency. :class:`soi.deploy.OnnxStreamer` runs the directory; :mod:`soi.deploy.manifest` describes the manifest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -39,14 +38,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .fast import StepGraph, discover_schedule, lean
 from ..core.state import StreamingModule, state_tensors
+from .graph import StepGraph, discover_schedule
+from .lean import lean
+from .manifest import GraphEntry, InputEntry, Manifest, StateEntry
 
-__all__ = ["export_onnx", "MANIFEST", "FORMAT"]
-
-MANIFEST = "manifest.json"
-INITIAL_STATE = "initial_state.npz"
-FORMAT = "soi-onnx-v1"
+__all__ = ["export_onnx", "compare_export"]
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -113,7 +110,7 @@ def export_onnx(
     sched = discover_schedule(net, input_shape, prepare=prepare)
     dtype = next(net.parameters()).dtype
 
-    graphs = []
+    graphs: list[GraphEntry] = []
     noop_ids = {gid for gid, ph in sched.graphs.items() if ph.kind == "prepare" and ph.noop}
     for gid, ph in sorted(sched.graphs.items()):
         if gid in noop_ids:
@@ -147,60 +144,37 @@ def export_onnx(
                 external_data=False,
                 verbose=verbose,
             )
-        graphs.append(
-            {
-                "id": gid,
-                "file": file,
-                "kind": ph.kind,
-                "inputs": in_names,
-                "outputs": out_names,
-                "keep": ph.kept,
-                "output_shape": y_shape,
-            }
-        )
+        graphs.append(GraphEntry(gid, file, ph.kind, in_names, out_names, ph.kept, y_shape))
 
     # Every state tensor that ever exists, with its shape, dtype and initial value.
-    states: dict[str, dict[str, Any]] = {}
+    states: dict[str, StateEntry] = {}
     for ph in [*sched.warmup, *sched.cycle]:
         for name, t in [*state_tensors(ph.in_template), *state_tensors(ph.out_template)]:
-            states.setdefault(name, {"name": name, "shape": list(t.shape), "dtype": _dtype_name(t.dtype)})
+            states.setdefault(name, StateEntry(name, list(t.shape), _dtype_name(t.dtype)))
     initial = dict(state_tensors(sched.initial))
-    for name, info in states.items():
-        info["initial"] = name in initial
-        if name in initial:
-            info["fill"] = _fill_value(initial[name])
-    np.savez(out_dir / INITIAL_STATE, **{n: t.detach().cpu().numpy() for n, t in initial.items()})
-
-    state_bytes = max(
-        sum(t.numel() * t.element_size() for _, t in state_tensors(ph.in_template)) for ph in [*sched.warmup, *sched.cycle]
+    for name, entry in states.items():
+        entry.initial = name in initial
+        entry.fill = _fill_value(initial[name]) if entry.initial else None
+    manifest = Manifest(
+        model=type(model).__name__,
+        input=InputEntry(list(input_shape), _dtype_name(dtype)),
+        warmup=[None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.warmup],
+        cycle=[None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.cycle],
+        warmup_kinds=[ph.kind for ph in sched.warmup],
+        cycle_kinds=[ph.kind for ph in sched.cycle],
+        graphs=graphs,
+        state=list(states.values()),
+        state_bytes=max(
+            sum(t.numel() * t.element_size() for _, t in state_tensors(ph.in_template)) for ph in [*sched.warmup, *sched.cycle]
+        ),
+        delay_frames=int(getattr(model, "delay", 0)),
+        receptive_field_frames=int(getattr(model, "receptive_field", 1)),
+        fold_bn=fold_bn,
+        torch_version=torch.__version__,
+        metadata=dict(metadata or {}),
     )
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "model": type(model).__name__,
-        "input": {"name": "x", "shape": list(input_shape), "dtype": _dtype_name(dtype)},
-        "frames_per_step": input_shape[2],
-        "warmup": [None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.warmup],
-        "cycle": [None if ph.graph_id in noop_ids else ph.graph_id for ph in sched.cycle],
-        "warmup_kinds": [ph.kind for ph in sched.warmup],
-        "cycle_kinds": [ph.kind for ph in sched.cycle],
-        "graphs": graphs,
-        "state": list(states.values()),
-        "initial_state": INITIAL_STATE,
-        "state_bytes": state_bytes,
-        "delay_frames": int(getattr(model, "delay", 0)),
-        "receptive_field_frames": int(getattr(model, "receptive_field", 1)),
-        "fold_bn": fold_bn,
-        "torch_version": torch.__version__,
-    }
-    manifest.update(metadata or {})
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
-
-
-def check_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> float:
-    """Max absolute difference between ``model.step`` and the exported graphs on ``steps`` random
-    chunks (the FP ``prepare`` graphs run between them)."""
-    return compare_export(model, out_dir, steps, seed, threads)["max_abs"]
+    np.savez(out_dir / manifest.initial_state, **{n: t.detach().cpu().numpy() for n, t in initial.items()})
+    return manifest.write(out_dir)
 
 
 def compare_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> dict[str, float]:

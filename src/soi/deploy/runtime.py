@@ -1,4 +1,4 @@
-"""A small runtime for graphs written by :func:`soi.export.export_onnx`: onnxruntime, no torch needed.
+"""A small runtime for graphs written by :func:`soi.deploy.export_onnx`: onnxruntime, no torch needed.
 
 >>> stream = OnnxStreamer("exported/")          # manifest.json + g*.onnx + initial_state.npz
 >>> for frame in frames:                          # numpy (B, C, n, F) float32
@@ -8,26 +8,29 @@
 The whole schedule is bound ahead of time: every state tensor has two preallocated buffers and
 each call reads one and writes the other (I/O binding, no allocation, no conversion), so a step is
 one copy of the frame in, one ``run_with_iobinding`` and one copy of ``y`` out. The state after a
-call is what the graph wrote plus what it passes through (the manifest's ``keep``). The phase order (warm-up, then the cycle for ever)
-comes from the manifest, so the runtime has no knowledge of the model.
+call is what the graph wrote plus what it passes through (the manifest's ``keep``). The phase order
+(warm-up, then the cycle for ever) comes from the manifest (:class:`soi.deploy.manifest.Manifest`),
+so the runtime has no knowledge of the model.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from .base import Call, PhaseStreamer
+from .manifest import Manifest
 
 __all__ = ["OnnxStreamer"]
 
 
-class OnnxStreamer:
+class OnnxStreamer(PhaseStreamer):
     """Stream chunks through an exported directory.
 
     Args:
-        directory: what :func:`soi.export.export_onnx` (or ``soi export``) wrote.
+        directory: what :func:`soi.deploy.export_onnx` (or ``soi export``) wrote.
         threads: onnxruntime intra-op threads (1 for a deployment-like single core).
         providers: onnxruntime execution providers (default CPU).
         optimize: onnxruntime graph optimisation level ``"all"``, ``"extended"``, ``"basic"`` or ``"none"``.
@@ -46,12 +49,7 @@ class OnnxStreamer:
         import onnxruntime as ort
 
         self.directory = Path(directory)
-        manifest_path = self.directory / "manifest.json"
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"OnnxStreamer: no manifest.json in {self.directory} (write one with soi export)")
-        self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        if self.manifest.get("format") != "soi-onnx-v1":
-            raise ValueError(f"OnnxStreamer: {manifest_path} is not a soi ONNX manifest")
+        self.manifest = Manifest.read(self.directory)
         levels = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -67,29 +65,13 @@ class OnnxStreamer:
         if flush_denormals:
             opts.add_session_config_entry("session.set_denormal_as_zero", "1")
         providers = providers or ["CPUExecutionProvider"]
-        self._graphs: dict[int, dict[str, Any]] = {}
-        for g in self.manifest["graphs"]:
-            sess = ort.InferenceSession(str(self.directory / g["file"]), opts, providers=providers)
-            self._graphs[g["id"]] = {
-                "session": sess,
-                "kind": g["kind"],
-                "state_in": [n[len("state.") :] for n in g["inputs"] if n.startswith("state.")],
-                "state_out": [n[len("next.") :] for n in g["outputs"] if n.startswith("next.")],
-                "keep": list(g.get("keep", [])),
-                "output_shape": g.get("output_shape"),
-            }
-        shapes = {s["name"]: tuple(s["shape"]) for s in self.manifest["state"]}
-
-        def kinds(ids: list, names: list) -> list[tuple[int | None, str]]:
-            return [(gid, self._graphs[gid]["kind"] if gid is not None else kind) for gid, kind in zip(ids, names)]
-
-        self._warmup = kinds(self.manifest["warmup"], self.manifest["warmup_kinds"])
-        self._cycle = kinds(self.manifest["cycle"], self.manifest["cycle_kinds"])
-        with np.load(self.directory / self.manifest["initial_state"]) as data:
+        man = self.manifest
+        self._sessions = {g.id: ort.InferenceSession(str(self.directory / g.file), opts, providers=providers) for g in man.graphs}
+        with np.load(self.directory / man.initial_state) as data:
             self._initial = {k: data[k] for k in data.files}
-        self.input_shape = tuple(self.manifest["input"]["shape"])
-        self.dtype = np.dtype(self.manifest["input"]["dtype"])
-        self._plan(ort, shapes)
+        self.input_shape = tuple(man.input.shape)
+        self.dtype = np.dtype(man.input.dtype)
+        self._plan(ort, {s.name: tuple(s.shape) for s in man.state})
         self.reset()
 
     # -- the static plan ------------------------------------------------------------------------------
@@ -122,24 +104,25 @@ class OnnxStreamer:
             buf = buffers(name, tuple(arr.shape))[0]
             current[name] = buf
         self._initial_buffers = dict(current)
+        self._current = [dict(current)]  # the state buffers after the last call
         y_buffers: dict[int, np.ndarray] = {}
 
         def bind(gid: int) -> tuple[Any, Any, np.ndarray | None, dict[str, np.ndarray]]:
-            g = self._graphs[gid]
-            sess = g["session"]
+            g = self.manifest.graph(gid)
+            sess = self._sessions[gid]
             io = sess.io_binding()
-            for name in g["state_in"]:
+            for name in g.state_in:
                 io.bind_ortvalue_input(f"state.{name}", ortvalue(current[name]))
             y = None
-            if g["kind"] == "step":
+            if g.kind == "step":
                 io.bind_ortvalue_input("x", x_value)
                 out = sess.get_outputs()[0]
                 if gid not in y_buffers:
-                    y_buffers[gid] = np.zeros(tuple(g["output_shape"]), dtype=self.dtype)
+                    y_buffers[gid] = np.zeros(tuple(g.output_shape), dtype=self.dtype)
                 y = y_buffers[gid]
                 io.bind_ortvalue_output(out.name, ortvalue(y))
-            new = {n: current[n] for n in g["keep"]}
-            for name in g["state_out"]:
+            new = {n: current[n] for n in g.keep}
+            for name in g.state_out:
                 shape = shapes[name]
                 for o in sess.get_outputs():
                     if o.name == f"next.{name}":
@@ -150,97 +133,69 @@ class OnnxStreamer:
                 new[name] = target
             return sess, io, y, new
 
+        def call(gid: int | None, kind: str) -> Call:
+            nonlocal current
+            if gid is None:  # a prepare with nothing to do
+                return True, _nothing
+            sess, io, y, current = bind(gid)
+            return kind == "prepare", _run_bound(sess, io, y, current, self._x, self._current)
+
         def key(index: int) -> tuple:
             return (index, tuple(sorted((n, id(a)) for n, a in current.items())))
 
-        plan: list[tuple[Any, Any, np.ndarray | None, dict[str, np.ndarray]] | None] = []
-        for gid, _ in self._warmup:
-            if gid is None:
-                plan.append(None)
-                continue
-            sess, io, y, current = bind(gid)
-            plan.append((sess, io, y, current))
+        man = self.manifest
+        warmup = list(zip(man.warmup, man.warmup_kinds))
+        cycle = list(zip(man.cycle, man.cycle_kinds))
+        plan = [call(gid, kind) for gid, kind in warmup]
         seen: dict[tuple, int] = {}
         pos = 0
         while True:
-            k = key(pos % len(self._cycle))
+            k = key(pos % len(cycle))
             if k in seen:
-                self._loop_start = seen[k]
+                loop_start = seen[k]
                 break
             seen[k] = len(plan)
-            gid = self._cycle[pos % len(self._cycle)][0]
-            if gid is None:
-                plan.append(None)
-            else:
-                sess, io, y, current = bind(gid)
-                plan.append((sess, io, y, current))
+            plan.append(call(*cycle[pos % len(cycle)]))
             pos += 1
-            if pos > 4 * len(self._cycle) + 4:
+            if pos > 4 * len(cycle) + 4:
                 raise RuntimeError("internal: the buffer plan of the schedule did not repeat")
-        self._plan_calls = plan
+        # the bound calls repeat from loop_start on (at most two cycles: double buffers)
+        self._bind(plan[:loop_start], plan[loop_start:], man.state_bytes)
         self._values = values  # keep the OrtValues (and so the buffers) alive
         self._pools = pools
 
     # -- stream ---------------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Restart the stream from the initial state."""
+    def _restart(self) -> None:
         for name, arr in self._initial.items():
             np.copyto(self._initial_buffers[name], arr)
-        self._index = 0
-        self._names = dict(self._initial_buffers)
+        self._current[0] = dict(self._initial_buffers)
+
+    def _chunk(self, x: Any) -> np.ndarray:
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().numpy()
+        return super()._chunk(np.ascontiguousarray(x, dtype=self.dtype))
 
     @property
     def state(self) -> dict[str, np.ndarray]:
         """The current state as named numpy arrays (copies)."""
-        return {k: v.copy() for k, v in self._names.items()}
+        return {k: v.copy() for k, v in self._current[0].items()}
 
-    def _phase(self, index: int) -> tuple[int | None, str]:
-        if index < len(self._warmup):
-            return self._warmup[index]
-        return self._cycle[(index - len(self._warmup)) % len(self._cycle)]
 
-    def _plan_index(self, index: int) -> int:
-        n = len(self._plan_calls)
-        if index < n:
-            return index
-        loop = n - self._loop_start
-        return self._loop_start + (index - self._loop_start) % loop
+def _nothing(x: Any) -> None:
+    return None
 
-    @property
-    def next_kind(self) -> str:
-        return self._phase(self._index)[1]
 
-    def _run(self, x: np.ndarray | None) -> np.ndarray | None:
-        gid, kind = self._phase(self._index)
-        call = self._plan_calls[self._plan_index(self._index)]
-        self._index += 1
-        if call is None:  # a prepare with nothing to do
-            return None
-        sess, io, y, names = call
+def _run_bound(
+    sess: Any, io: Any, y: np.ndarray | None, names: dict[str, np.ndarray], x_buffer: np.ndarray, current: list
+) -> Callable[[np.ndarray | None], np.ndarray | None]:
+    """One bound call: the frame copied into the bound input buffer, one ``run_with_iobinding``,
+    a copy of ``y`` out; ``current[0]`` becomes the state buffers after the call."""
+
+    def run(x: np.ndarray | None) -> np.ndarray | None:
         if x is not None:
-            np.copyto(self._x, x)
+            np.copyto(x_buffer, x)
         sess.run_with_iobinding(io)
-        self._names = names
+        current[0] = names
         return None if y is None else y.copy()
 
-    def prepare(self) -> None:
-        """FP: run the precomputable part of the next frame now (no-op if there is none)."""
-        if self.next_kind == "prepare":
-            self._run(None)
-
-    def step(self, x: Any) -> np.ndarray:
-        """One chunk (numpy or torch, shape ``input_shape``) -> the model's output frames."""
-        if hasattr(x, "detach"):
-            x = x.detach().cpu().numpy()
-        x = np.ascontiguousarray(x, dtype=self.dtype)
-        if x.shape != self.input_shape:
-            raise ValueError(f"OnnxStreamer.step: expected a chunk of shape {self.input_shape}, got {x.shape}")
-        self.prepare()
-        return self._run(x)
-
-    __call__ = step
-
-    @property
-    def state_bytes(self) -> int:
-        """Bytes of the current state (the preallocated double buffers hold twice this or more)."""
-        return int(sum(v.nbytes for v in self._names.values()))
+    return run
