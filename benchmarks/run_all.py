@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from soi.analysis.bench import FAST_FORMS, FORMS, bench, format_table  # noqa: E402
+from soi.analysis.bench import FAST_FORMS, FORMS, BenchTiming, bench, format_table  # noqa: E402
 
 TARGET_SPEEDUP = 5.0
 TARGET_RATIO_TOL = 0.10
@@ -226,10 +226,8 @@ def main(argv=None) -> int:
             print(f"run_all: benchmarking U-Net '{name}' ({rounds} rounds) ...", flush=True)
             result = bench(
                 cfg,
-                rounds=rounds,
-                frames_per_round=10,
-                warmup_rounds=2 if args.quick else 5,
                 throughput_batches=(8,),
+                timing=BenchTiming(rounds=rounds, frames_per_round=10, warmup_rounds=2 if args.quick else 5),
                 progress=True,
             )
             result["wall_s"] = time.time() - t0

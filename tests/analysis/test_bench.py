@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from soi.analysis.bench import FORMS, bench
+from soi.analysis.bench import FORMS, BenchTiming, bench
 from soi.cli import main
 from soi.analysis.cost import cost
 from soi.models.unet import UNet, UNetConfig
@@ -39,7 +39,7 @@ def test_cli_json_rows(capsys, tmp_path):
 
 
 def test_phases_are_averaged_over_the_schedule():
-    result = bench(TINY, ("S-CC 2",), ("torchscript",), windowed=False, exact_strided=False, check_onnx=False, rounds=2, frames_per_round=4, warmup_rounds=1)
+    result = bench(TINY, ("S-CC 2",), ("torchscript",), windowed=False, exact_strided=False, check_onnx=False, timing=BenchTiming(rounds=2, frames_per_round=4, warmup_rounds=1))
     (row,) = result["rows"]
     assert len(row["phase_ms"]) == 2  # the computed and the skipped frame of the stride-2 pair
     assert row["step_ms_avg_over_phases"] == pytest.approx(sum(row["phase_ms"]) / 2)

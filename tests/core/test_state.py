@@ -155,3 +155,29 @@ def test_partial_reset_of_a_fully_predictive_model():
     assert (after[mask] - model(second)[mask]).abs().max() <= 1e-12
     continued = model(torch.cat([first, second], dim=2))[:, :, 4:]
     assert (after[~mask] - continued[~mask]).abs().max() <= 1e-12
+
+
+@pytest.mark.parametrize("pattern", ["STMC", "S-CC 2", "SS-CC 5", "2xS-CC 2 5"])
+def test_state_layout_equals_the_generic_walk(pattern):
+    """StateLayout (the streamers' precomputed flatten / rebuild) gives what state_tensors and
+    replace_state_tensors give, on every phase of a U-Net's schedule."""
+    from soi.core.state import StateLayout, schedule_key
+    from soi.models.unet import UNet, UNetConfig
+
+    model = UNet(UNetConfig.preset("small"), pattern=pattern).eval()
+    state = model.init_state(1)
+    x = torch.randn(1, 2, 1, 513)
+    for frame in range(12):
+        layout = StateLayout(state)
+        named = soi.state_tensors(state)
+        assert layout.names == [n for n, _ in named], f"{pattern}, frame {frame}"
+        got = layout.tensors(state)
+        assert len(got) == len(named) and all(a is b for a, (_, b) in zip(got, named)), f"{pattern}, frame {frame}"
+        new = [t + 1 for t in got]
+        a, b = layout.rebuild(new), soi.replace_state_tensors(state, new)
+        assert schedule_key(a) == schedule_key(b), f"{pattern}, frame {frame}"
+        assert all(s is t for (_, s), (_, t) in zip(soi.state_tensors(a), soi.state_tensors(b))), f"{pattern}, frame {frame}"
+        with torch.no_grad():
+            _, state = model.step(x, state)
+    with pytest.raises(ValueError, match=f"{len(named)} tensors expected, got 1"):
+        layout.rebuild(got[:1])

@@ -42,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -61,6 +62,7 @@ __all__ = [
     "bench_stack",
     "stack_model",
     "STACKS",
+    "BenchTiming",
     "machine_facts",
     "matmul_reference",
     "format_table",
@@ -195,6 +197,33 @@ class _Windowed(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         y = self.model(frames)
         return y[:, :, -1:]
+
+
+BLOCK_WARMUP = 10
+"""Untimed frames at the start of every block of a case's frames (a multiple of every cycle).
+Switching between cases evicts caches, branch predictors and the like; measured on the small
+U-Net (AOTInductor), a step kept getting faster over the first ~10 frames of a block, from 0.43
+to 0.29-0.30 ms for STMC (see benchmarks/ANALYSIS.md). A deployed stream runs in that steady state."""
+
+
+@dataclass(frozen=True)
+class BenchTiming:
+    """How :func:`bench` and :func:`bench_stack` time their cases: ``rounds * frames_per_round``
+    frames per case after ``warmup_rounds`` rounds, all cases interleaved; every block of a case's
+    frames starts with ``block_warmup`` untimed frames (:data:`BLOCK_WARMUP`); ``threads`` for
+    torch and onnxruntime; ``frame_rate`` (frames/s) turns times into real-time factors and MACs
+    per frame into MMAC/s. With ``frames_per_round`` a multiple of every schedule cycle, each
+    round covers whole cycles."""
+
+    threads: int = 1
+    rounds: int = 40
+    frames_per_round: int = 10
+    warmup_rounds: int = 5
+    block_warmup: int = BLOCK_WARMUP
+    frame_rate: float = 62.5
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -380,13 +409,6 @@ def _windowed_cases(model: StreamingModule, forms: Sequence[str], batch: int, tm
 # ==================================================================================================
 
 
-BLOCK_WARMUP = 10
-"""Untimed frames at the start of every block of a case's frames (a multiple of every cycle).
-Switching between cases evicts caches, branch predictors and the like; measured on the small
-U-Net (AOTInductor), a step kept getting faster over the first ~10 frames of a block, from 0.43
-to 0.29-0.30 ms for STMC (see benchmarks/ANALYSIS.md). A deployed stream runs in that steady state."""
-
-
 def _measure(
     cases: list[BenchCase],
     rounds: int,
@@ -496,26 +518,18 @@ def bench(
     exact_strided: bool = True,
     batch: int = 1,
     throughput_batches: Sequence[int] = (),
+    timing: BenchTiming = BenchTiming(),
     check_onnx: bool = True,
-    threads: int = 1,
-    rounds: int = 40,
-    frames_per_round: int = 10,
-    warmup_rounds: int = 5,
-    block_warmup: int = BLOCK_WARMUP,
-    frame_rate: float = 62.5,
     progress: bool = False,
     workdir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Build every (variant, form), time them interleaved, and return ``{"machine", "reference",
-    "rows"}``; ``rows`` are the per-(variant, form) summaries (see the module docstring).
-
-    ``rounds * frames_per_round`` frames are timed per case after ``warmup_rounds`` rounds; with
-    ``frames_per_round`` a multiple of every schedule cycle, each round covers whole cycles. Every
-    block of a case's frames starts with ``block_warmup`` untimed frames (:data:`BLOCK_WARMUP`).
-    """
+    """Build every (variant, form), time them interleaved as ``timing`` says, and return
+    ``{"machine", "reference", "rows"}``; ``rows`` are the per-(variant, form) summaries (see the
+    module docstring)."""
     for f in forms:
         if f not in FORMS:
             raise ValueError(f"bench: unknown form {f!r}; valid: {', '.join(FORMS)}")
+    threads, frame_rate = timing.threads, timing.frame_rate
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     frame_ms = 1e3 / frame_rate
@@ -563,7 +577,7 @@ def bench(
             cfg = config if isinstance(config, UNetConfig) else UNetConfig.from_json(config)
             shapes = layer_gemm_shapes(_unet_of(stmc), (batch, cfg.in_channels, 1, cfg.freq_bins))
             reference = matmul_reference(shapes)
-            _measure(cases, rounds, frames_per_round, warmup_rounds, progress, block_warmup)
+            _measure(cases, timing.rounds, timing.frames_per_round, timing.warmup_rounds, progress, timing.block_warmup)
     finally:
         torch.set_num_threads(prev_threads)
     rows = [_summary(c, frame_ms, reference["gmac_per_s"], frame_rate) for c in cases]
@@ -579,7 +593,7 @@ def bench(
         "machine": facts,
         "config": cfg.to_dict(),
         "frame_ms": frame_ms,
-        "timing": {"rounds": rounds, "frames_per_round": frames_per_round, "warmup_rounds": warmup_rounds, "block_warmup": block_warmup},
+        "timing": timing.to_dict(),
         "reference": reference,
         "onnx_parity_max_abs": parity,
         "onnx_vs_unfolded_max_abs": parity_original,
@@ -622,13 +636,8 @@ def bench_stack(
     forms: Sequence[str] = FORMS,
     *,
     batch: int = 1,
+    timing: BenchTiming = BenchTiming(),
     check_onnx: bool = True,
-    threads: int = 1,
-    rounds: int = 40,
-    frames_per_round: int = 10,
-    warmup_rounds: int = 5,
-    block_warmup: int = BLOCK_WARMUP,
-    frame_rate: float = 62.5,
     progress: bool = False,
     workdir: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -640,6 +649,7 @@ def bench_stack(
             raise ValueError(f"bench_stack: unknown form {f!r}; valid: {', '.join(FORMS)}")
     model = stack_model(name)
     frame = model.input_frame_shape
+    threads, frame_rate = timing.threads, timing.frame_rate
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -655,14 +665,14 @@ def bench_stack(
 
                 parity = {c.variant: compare_export(model, c.extra["onnx_dir"], threads=threads) for c in cases if c.form == "onnxruntime"}
             reference = matmul_reference(layer_gemm_shapes(model, (batch, frame[0], 1, *frame[1:])))
-            _measure(cases, rounds, frames_per_round, warmup_rounds, progress, block_warmup)
+            _measure(cases, timing.rounds, timing.frames_per_round, timing.warmup_rounds, progress, timing.block_warmup)
     finally:
         torch.set_num_threads(prev_threads)
     return {
         "machine": machine_facts(threads),
         "stack": name,
         "frame_ms": 1e3 / frame_rate,
-        "timing": {"rounds": rounds, "frames_per_round": frames_per_round, "warmup_rounds": warmup_rounds, "block_warmup": block_warmup},
+        "timing": timing.to_dict(),
         "reference": reference,
         "onnx_parity_max_abs": parity,
         "rows": [_summary(c, 1e3 / frame_rate, reference["gmac_per_s"], frame_rate) for c in cases],

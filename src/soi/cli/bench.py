@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..analysis.bench import BLOCK_WARMUP, DEFAULT_PATTERNS, FORMS, bench, format_table
+from ..analysis.bench import BLOCK_WARMUP, DEFAULT_PATTERNS, FORMS, BenchTiming, bench, format_table
 from ..progress import on_terminal
 from .options import count, pattern, positive_int
 
@@ -36,11 +36,8 @@ def run(args: argparse.Namespace) -> int:
         exact_strided=not args.no_exact_strided,
         batch=args.batch,
         throughput_batches=tuple(args.throughput_batch or ()),
+        timing=BenchTiming(args.threads, args.rounds, args.frames_per_round, block_warmup=args.block_warmup),
         check_onnx=False,
-        threads=args.threads,
-        rounds=args.rounds,
-        frames_per_round=args.frames_per_round,
-        block_warmup=args.block_warmup,
         progress=on_terminal(not args.quiet),  # stderr: with --json too, stdout stays the JSON
     )
     if args.json:

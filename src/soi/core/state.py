@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "map_state",
     "state_tensors",
     "replace_state_tensors",
+    "StateLayout",
     "schedule_key",
 ]
 
@@ -118,6 +119,75 @@ def replace_state_tensors(state: State, tensors: list[Tensor]) -> State:
     if next(it, None) is not None:
         raise ValueError("replace_state_tensors: more tensors given than the state holds")
     return new
+
+
+class StateLayout:
+    """The tensor slots of one state layout, found once, so that a hot loop can flatten and rebuild
+    states of that layout without walking their static parts (phases, counters, sizes) every call.
+
+    ``names`` are :func:`state_tensors`' names of ``template``; ``tensors(s)`` and
+    ``rebuild(tensors)`` are :func:`state_tensors` and :func:`replace_state_tensors` for any state
+    ``s`` of the template's layout (the same static values, tensors where the template has them).
+    """
+
+    def __init__(self, template: State) -> None:
+        self.template = template
+        self.names = [n for n, _ in state_tensors(template)]
+        self._get = _getter(template)
+        self._put = _putter(template)
+
+    def tensors(self, state: State) -> list[Tensor]:
+        out: list[Tensor] = []
+        self._get(state, out)
+        return out
+
+    def rebuild(self, tensors: Sequence[Tensor]) -> State:
+        if len(tensors) != len(self.names):
+            raise ValueError(f"StateLayout.rebuild: {len(self.names)} tensors expected, got {len(tensors)}")
+        return self._put(self.template, iter(tensors))
+
+
+# Both build one closure per node that holds a tensor somewhere below it (None: nothing to visit),
+# so a call touches only those nodes, in state_leaves' order.
+def _getter(node: Any) -> Any:
+    if isinstance(node, Tensor):
+        return lambda value, out: out.append(value)
+    kids = [(key, f) for key, child in _children(node) if (f := _getter(child)) is not None]
+    if not kids:
+        return None
+    if isinstance(node, State):
+
+        def get_fields(value: Any, out: list) -> None:
+            for name, f in kids:
+                f(getattr(value, name), out)
+
+        return get_fields
+
+    def get_items(value: Any, out: list) -> None:
+        for i, f in kids:
+            f(value[i], out)
+
+    return get_items
+
+
+def _putter(node: Any) -> Any:
+    if isinstance(node, Tensor):
+        return lambda value, it: next(it)
+    kids = [(key, f) for key, child in _children(node) if (f := _putter(child)) is not None]
+    if not kids:
+        return None
+    if isinstance(node, State):
+        return lambda value, it: dataclasses.replace(value, **{name: f(getattr(value, name), it) for name, f in kids})
+    slots = dict(kids)
+    return lambda value, it: tuple(slots[i](v, it) if i in slots else v for i, v in enumerate(value))
+
+
+def _children(node: Any) -> list[tuple[Any, Any]]:
+    if isinstance(node, State):
+        return list(_fields(node))
+    if isinstance(node, tuple):
+        return list(enumerate(node))
+    return []
 
 
 def schedule_key(state: State) -> tuple:

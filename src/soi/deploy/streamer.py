@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core.state import State, StreamingModule, replace_state_tensors, state_tensors
+from ..core.state import State, StateLayout, StreamingModule, replace_state_tensors, state_tensors
 from .base import Call, PhaseStreamer
 from .fold import fold_batchnorm
 from .graph import Phase, StepGraph, discover_schedule, inplace_names
@@ -94,15 +94,17 @@ def _compiled_call(
 def _eager_call(model: StreamingModule, ph: Phase, held: _Held) -> Callable[[Tensor | None], Tensor | None]:
     """The plain step (or prepare) of phase ``ph`` on the soi state rebuilt from ``held``."""
 
+    into, out = StateLayout(ph.in_template), StateLayout(ph.out_template)
+
     def call(x: Tensor | None) -> Tensor | None:
-        state = replace_state_tensors(ph.in_template, [held[n] for n in ph.in_names])
+        state = into.rebuild([held[n] for n in ph.in_names])
         with torch.no_grad():
             if ph.kind == "step":
                 y, new = model.step(x, state)
             else:
                 y, new = None, model.prepare(state)
         held.clear()
-        held.update(state_tensors(new))
+        held.update(zip(out.names, out.tensors(new)))
         return y
 
     return call
