@@ -59,7 +59,7 @@ def level_table(config: UNetConfig) -> tuple[str, dict]:
     r = cost(UNet(config, "STMC"), FRAME_RATE)
     ours = defaultdict(float)
     for w in r.works:
-        ours[int(w.path.split(".")[1]) + 1] += w.macs / w.period
+        ours[int(w.path.split(".")[1]) + 1] += w.macs / w.clock.period
     total = sum(ours.values())
     ours = {k: 100 * v / total for k, v in sorted(ours.items())}
     paper = paper_level_shares()

@@ -88,7 +88,7 @@ def level_shares(report):
     shares = defaultdict(float)
     for w in report.works:
         level = int(w.path.split(".")[1]) + 1  # encoders.<k-1>..., decoders.<k-1>...
-        shares[level] += w.macs / w.period
+        shares[level] += w.macs / w.clock.period
     total = sum(shares.values())
     return {k: v / total for k, v in shares.items()}
 

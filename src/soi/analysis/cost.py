@@ -167,8 +167,8 @@ def schedule(works: Sequence[Work], steps: int, start: int = 0) -> list[StepMacs
     """Analytic MACs of steps ``start .. start+steps-1`` (one frame per step): critical and precomputed."""
     out = []
     for t in range(start, start + steps):
-        crit = sum(w.macs for w in works if not w.precomputed and w.fires(t))
-        pre = sum(w.macs for w in works if w.precomputed and w.fires(t))
+        crit = sum(w.macs for w in works if not w.clock.precomputed and w.fires(t))
+        pre = sum(w.macs for w in works if w.clock.precomputed and w.fires(t))
         out.append(StepMacs(crit, pre))
     return out
 
@@ -232,9 +232,9 @@ class CostReport:
         """Per layer: average MMAC/s and whether it is precomputable."""
         return [
             {
-                "path": w.path, "kind": w.kind, "macs": w.macs, "period": w.period, "offset": w.offset,
-                "precomputed": w.precomputed, "base_period": w.base_period,
-                "mmac_per_s": w.macs / w.period * self.frame_rate / 1e6,
+                "path": w.path, "kind": w.kind, "macs": w.macs, "period": w.clock.period, "offset": w.clock.offset,
+                "precomputed": w.clock.precomputed, "base_period": w.clock.base_period,
+                "mmac_per_s": w.macs / w.clock.period * self.frame_rate / 1e6,
             }
             for w in self.works
         ]  # fmt: skip
@@ -252,13 +252,13 @@ def cost(
     if not math.isfinite(frame_rate) or frame_rate <= 0:
         raise ValueError(f"cost: frame_rate must be a finite number > 0, got {frame_rate}")
     works = analyze(model, input_shape, dense)
-    avg = sum(w.macs / w.period for w in works)
-    base = sum(w.macs / w.base_period for w in works if w.kind != "upsample")
-    period = reduce(math.lcm, (w.period for w in works), 1)
-    start = max((w.offset for w in works), default=0)
+    avg = sum(w.macs / w.clock.period for w in works)
+    base = sum(w.macs / w.clock.base_period for w in works if w.kind != "upsample")
+    period = reduce(math.lcm, (w.clock.period for w in works), 1)
+    start = max((w.clock.offset for w in works), default=0)
     steps = schedule(works, period, start)
     heaviest = max(steps, key=lambda s: s.total) if steps else StepMacs(0, 0)
-    pre_avg = sum(w.macs / w.period for w in works if w.precomputed)
+    pre_avg = sum(w.macs / w.clock.period for w in works if w.clock.precomputed)
     return CostReport(
         pattern=getattr(model, "pattern", None),
         frame_rate=frame_rate,

@@ -87,13 +87,10 @@ def derive_schedule(model: StreamingModule, input_shape: Sequence[int] | None = 
     period = reduce(math.lcm, (c.period * c.phases for _, c, _ in calls), 1)
     period = reduce(math.lcm, (w.clock.period for w in works), period)
 
-    def called(c: Clock, t: int) -> bool:
-        return t >= c.offset and (t - c.offset) % c.period == 0
-
     frames = tuple(
         FramePlan(
-            step=tuple(p for p, c, pre in calls if not pre and called(c, t)),
-            prepare=tuple(p for p, c, pre in calls if pre and called(c, t)),
+            step=tuple(p for p, c, pre in calls if not pre and c.fires(t)),
+            prepare=tuple(p for p, c, pre in calls if pre and c.fires(t)),
         )
         for t in range(warmup + period)
     )

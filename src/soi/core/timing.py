@@ -85,6 +85,10 @@ class Clock:
     compressed: bool = False
     phases: int = 1
 
+    def fires(self, t: int) -> bool:
+        """Whether model input frame ``t`` is one of this clock's."""
+        return t >= self.offset and (t - self.offset) % self.period == 0
+
     def after(self, timing: Timing) -> Clock:
         """The clock of what follows a module of ``timing`` that runs on this clock."""
         return dataclasses.replace(
@@ -128,25 +132,9 @@ class Work:
     shape: FrameShape
     path: str = ""
 
-    @property
-    def period(self) -> int:
-        return self.clock.period
-
-    @property
-    def offset(self) -> int:
-        return self.clock.offset
-
-    @property
-    def base_period(self) -> int:
-        return self.clock.base_period
-
-    @property
-    def precomputed(self) -> bool:
-        return self.clock.precomputed
-
     def fires(self, t: int) -> bool:
         """Whether it runs at model input frame ``t``."""
-        return t >= self.offset and (t - self.offset) % self.period == 0
+        return self.clock.fires(t)
 
 
 # ==================================================================================================

@@ -60,6 +60,12 @@ def ntuple(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
     return value
 
 
+def repr_args(*args: object, **options: object) -> str:
+    """``extra_repr`` text: ``args`` as they are, then ``name=value`` for every option that is not
+    ``None`` (pass ``None`` for a value at its default, to leave it out)."""
+    return ", ".join([*map(str, args), *(f"{k}={v}" for k, v in options.items() if v is not None)])
+
+
 def push(history: Tensor, x: Tensor, keep: int) -> tuple[Tensor, Tensor]:
     """The shift register: ``history (B, C, H, ...)`` followed by the new frames ``x (B, C, n,
     ...)``. Returns the window ``[history, x]`` along time and the new history, its last ``keep``

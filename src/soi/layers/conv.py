@@ -16,11 +16,36 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.timing import FrameShape, conv_macs
-from ..core.window import TemporalWindow, ntuple, with_dims
+from ..core.window import TemporalWindow, ntuple, repr_args, with_dims
 
 __all__ = ["ConvWindow", "STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def conv_parameters(
+    in_channels: int, out_channels: int, groups: int, kernel: Sequence[int], transposed: bool, bias: bool,
+    device: torch.device | str | None, dtype: torch.dtype | None, who: str,
+) -> tuple[nn.Parameter, nn.Parameter | None]:  # fmt: skip
+    """``(weight, bias)`` shaped as ``torch.nn``'s convolution (``transposed``: ``(C_in,
+    C_out/groups, *kernel)``, else ``(C_out, C_in/groups, *kernel)``) and initialised as it does
+    (fan-in from weight dim 1 for both), so that training recipes carry over."""
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{who}: in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+    pair = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
+    weight = nn.Parameter(torch.empty(*pair, *kernel, device=device, dtype=dtype))
+    b = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype)) if bias else None
+    reset_conv_parameters(weight, b)
+    return weight, b
+
+
+def reset_conv_parameters(weight: Tensor, bias: Tensor | None) -> None:
+    """``torch.nn.ConvNd``'s initialisation of ``weight`` and ``bias``, in place."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    fan_in = weight.shape[1] * weight[0, 0].numel()
+    if bias is not None and fan_in > 0:
+        bound = 1 / math.sqrt(fan_in)
+        nn.init.uniform_(bias, -bound, bound)
 
 
 class ConvWindow(TemporalWindow):
@@ -32,22 +57,10 @@ class ConvWindow(TemporalWindow):
     transposed = False
 
     def __init__(
-        self,
-        dims: int,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int],
-        padding: int | Sequence[int],
-        output_padding: int | Sequence[int],
-        dilation: int | Sequence[int],
-        groups: int,
-        bias: bool,
-        lookahead: int,
-        frame_size: Sequence[int] | None,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-    ) -> None:
+        self, dims: int, in_channels: int, out_channels: int, kernel_size: int | Sequence[int], stride: int | Sequence[int], padding: int | Sequence[int],
+        output_padding: int | Sequence[int], dilation: int | Sequence[int], groups: int, bias: bool, lookahead: int,
+        frame_size: Sequence[int] | None, device: torch.device | str | None, dtype: torch.dtype | None,
+    ) -> None:  # fmt: skip
         kernel_size = ntuple(kernel_size, dims, "kernel_size")
         stride = ntuple(stride, dims, "stride")
         dilation = ntuple(dilation, dims, "dilation")
@@ -59,29 +72,15 @@ class ConvWindow(TemporalWindow):
                 "soi.TransposedUpsample or soi.Duplicate inside an S-CC pair"
             )
         super().__init__(dims, in_channels, kernel_size[0], dilation[0], stride[0], lookahead, frame_size)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.conv_stride = stride
-        self.padding = padding
-        self.output_padding = output_padding
-        self.dilation = dilation
-        self.groups = groups
-        pair = (in_channels, out_channels // groups) if self.transposed else (out_channels, in_channels // groups)
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(*pair, *kernel_size, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.reset_parameters()
+        self.weight, self.bias = conv_parameters(
+            in_channels, out_channels, groups, kernel_size, self.transposed, bias, device, dtype, type(self).__name__
+        )
+        self.out_channels, self.groups = out_channels, groups
+        self.kernel_size, self.conv_stride, self.dilation = kernel_size, stride, dilation
+        self.padding, self.output_padding = padding, output_padding
 
     def reset_parameters(self) -> None:
-        # The same initialisation as torch.nn.ConvNd (fan-in from weight dim 1 for both), so that
-        # training recipes carry over.
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        fan_in = self.weight.shape[1] * self.weight[0, 0].numel()
-        if self.bias is not None and fan_in > 0:
-            bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(self.bias, -bound, bound)
+        reset_conv_parameters(self.weight, self.bias)
 
     def macs(self, shape: FrameShape, dense: bool = False) -> int:
         """Every time tap is real (the zero history at the start of a stream is state); the
@@ -94,19 +93,13 @@ class ConvWindow(TemporalWindow):
         return w[0] * w[1] * self.time_kernel * per_tap
 
     def extra_repr(self) -> str:
-        s = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.conv_stride}, padding={self.padding}, dilation={self.dilation}"
-        )
-        if any(self.output_padding):
-            s += f", output_padding={self.output_padding}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        if self.bias is None:
-            s += ", bias=False"
-        if self.lookahead:
-            s += f", lookahead={self.lookahead}"
-        return s
+        return repr_args(
+            self.in_channels, self.out_channels, kernel_size=self.kernel_size, stride=self.conv_stride,
+            padding=self.padding, dilation=self.dilation,
+            output_padding=self.output_padding if any(self.output_padding) else None,
+            groups=self.groups if self.groups != 1 else None, bias=False if self.bias is None else None,
+            lookahead=self.lookahead or None,
+        )  # fmt: skip
 
 
 class STMCConvNd(ConvWindow):
@@ -127,21 +120,11 @@ class STMCConvNd(ConvWindow):
     work_kind = "conv"
 
     def __init__(
-        self,
-        dims: int,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        lookahead: int = 0,
-        frame_size: Sequence[int] | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+        self, dims: int, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
+        lookahead: int = 0, frame_size: Sequence[int] | None = None,
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(
             dims, in_channels, out_channels, kernel_size, stride, padding, 0, dilation, groups, bias, lookahead,
             frame_size, device, dtype,

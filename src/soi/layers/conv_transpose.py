@@ -38,22 +38,11 @@ class STMCConvTransposeNd(ConvWindow):
     work_kind = "conv_transpose"
 
     def __init__(
-        self,
-        dims: int,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        padding: int | Sequence[int] = 0,
-        output_padding: int | Sequence[int] = 0,
-        groups: int = 1,
-        bias: bool = True,
-        dilation: int | Sequence[int] = 1,
-        lookahead: int = 0,
-        frame_size: Sequence[int] | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
+        self, dims: int, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1, padding: int | Sequence[int] = 0, output_padding: int | Sequence[int] = 0, groups: int = 1, bias: bool = True,
+        dilation: int | Sequence[int] = 1, lookahead: int = 0, frame_size: Sequence[int] | None = None,
+        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(
             dims, in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, groups, bias,
             lookahead, frame_size, device, dtype,

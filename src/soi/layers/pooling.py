@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..core.state import State, StreamingModule
 from ..core.timing import FrameShape
-from ..core.window import TemporalWindow, ntuple, with_dims
+from ..core.window import TemporalWindow, ntuple, repr_args, with_dims
 
 __all__ = [
     "STMCAvgPoolNd",
@@ -38,17 +38,9 @@ _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 class _STMCPoolNd(TemporalWindow):
     def __init__(
-        self,
-        dims: int,
-        channels: int | None,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] | None,
-        padding: int | Sequence[int],
-        dilation: int | Sequence[int],
-        lookahead: int,
-        frame_size: Sequence[int] | None,
-        fill_value: float,
-    ) -> None:
+        self, dims: int, channels: int | None, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None, padding: int | Sequence[int],
+        dilation: int | Sequence[int], lookahead: int, frame_size: Sequence[int] | None, fill_value: float,
+    ) -> None:  # fmt: skip
         kernel_size = ntuple(kernel_size, dims, "kernel_size")
         # torch.nn pooling defaults the stride to the kernel size; in time that would drop frames
         # silently, so the time stride defaults to 1 and must be asked for.
@@ -68,10 +60,10 @@ class _STMCPoolNd(TemporalWindow):
         )
 
     def extra_repr(self) -> str:
-        s = f"{self.in_channels}, kernel_size={self.kernel_size}, stride={self.pool_stride}, padding={self.padding}"
-        if self.lookahead:
-            s += f", lookahead={self.lookahead}"
-        return s
+        return repr_args(
+            self.in_channels, kernel_size=self.kernel_size, stride=self.pool_stride, padding=self.padding,
+            lookahead=self.lookahead or None,
+        )
 
 
 class STMCAvgPoolNd(_STMCPoolNd):
@@ -91,16 +83,9 @@ class STMCAvgPoolNd(_STMCPoolNd):
     """
 
     def __init__(
-        self,
-        dims: int,
-        channels: int | None,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
-        padding: int | Sequence[int] = 0,
-        count_include_pad: bool = True,
-        lookahead: int = 0,
-        frame_size: Sequence[int] | None = None,
-    ) -> None:
+        self, dims: int, channels: int | None, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0, count_include_pad: bool = True, lookahead: int = 0, frame_size: Sequence[int] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(dims, channels, kernel_size, stride, padding, 1, lookahead, frame_size, 0.0)
         self.count_include_pad = count_include_pad
 
@@ -126,17 +111,10 @@ class STMCMaxPoolNd(_STMCPoolNd):
     """
 
     def __init__(
-        self,
-        dims: int,
-        channels: int | None,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] | None = None,
-        padding: int | Sequence[int] = 0,
-        dilation: int | Sequence[int] = 1,
-        lookahead: int = 0,
-        frame_size: Sequence[int] | None = None,
+        self, dims: int, channels: int | None, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,
+        padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, lookahead: int = 0, frame_size: Sequence[int] | None = None,
         fill_value: float = float("-inf"),
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__(dims, channels, kernel_size, stride, padding, dilation, lookahead, frame_size, fill_value)
 
     def window_op(self, window: Tensor) -> Tensor:

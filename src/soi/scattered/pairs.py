@@ -141,11 +141,11 @@ class SC(StreamingModule):
     def input_frame_shape(self) -> FrameShape | None:
         return self.body.input_frame_shape
 
-    def out_shape(self, shape: FrameShape) -> FrameShape:
-        return self.body.out_shape(shape)
-
     def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
         return self.body.works(shape, dataclasses.replace(clock, precomputed=clock.precomputed or self.deferrable), dense)
+
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self.body.out_shape(shape)
 
     def init_state(self, batch_size: int, device=None, dtype=None) -> SCState:
         device, dtype = factory_defaults(self, device, dtype)
@@ -239,7 +239,26 @@ def _as_upsampler(upsampler: Upsampler | str, scale: int) -> Upsampler:
     return upsampler
 
 
-class SCCPair(StreamingModule):
+class _Upsampled(StreamingModule):
+    """What both ways of running a strided network and its upsampler share: ``inner`` (the
+    strided network) and ``upsampler`` (scale ``s``, the inner time stride)."""
+
+    inner: StreamingModule
+    upsampler: Upsampler
+
+    @property
+    def scale(self) -> int:
+        return self.upsampler.scale
+
+    @property
+    def input_frame_shape(self) -> FrameShape | None:
+        return self.inner.input_frame_shape
+
+    def out_shape(self, shape: FrameShape) -> FrameShape:
+        return self.upsampler.out_shape(self.inner.out_shape(shape))
+
+
+class SCCPair(_Upsampled):
     """Strided-Cloned Convolution pair: ``inner`` at the reduced rate, then an upsampler back to full rate.
 
     ``inner`` starts with a time-strided layer (stride ``s``; it may contain further nested pairs);
@@ -262,17 +281,6 @@ class SCCPair(StreamingModule):
         self.upsampler = _as_upsampler(upsampler, inner.stride)
         up = self.upsampler
         self.timing = Timing(inner.receptive_field + up.scale * (up.past + up.future), inner.delay + up.delay, 1)
-
-    @property
-    def scale(self) -> int:
-        return self.upsampler.scale
-
-    @property
-    def input_frame_shape(self) -> FrameShape | None:
-        return self.inner.input_frame_shape
-
-    def out_shape(self, shape: FrameShape) -> FrameShape:
-        return self.upsampler.out_shape(self.inner.out_shape(shape))
 
     def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
         elem, out = self.inner.works(shape, dataclasses.replace(clock, compressed=True), dense)
@@ -353,7 +361,7 @@ class STMCStridedState(State):
     up: tuple[Tensor | None, ...]
 
 
-class STMCStridedPair(StreamingModule):
+class STMCStridedPair(_Upsampled):
     """The same strided network as :class:`SCCPair`, run as STMC does: exactly, at every frame.
 
     Every input frame is treated as an aligned frame: the strided layer computes an element at every
@@ -395,17 +403,6 @@ class STMCStridedPair(StreamingModule):
     def body(self) -> list[StreamingModule]:
         """The layers after the strided one (run once per frame, with the state of its phase)."""
         return list(self.inner.layers)[1:]
-
-    @property
-    def scale(self) -> int:
-        return self.down.time_stride
-
-    @property
-    def input_frame_shape(self) -> FrameShape | None:
-        return self.down.input_frame_shape
-
-    def out_shape(self, shape: FrameShape) -> FrameShape:
-        return self.upsampler.out_shape(self.inner.out_shape(shape))
 
     def works(self, shape: FrameShape, clock: Clock, dense: bool = False) -> tuple[FrameShape, list[Work]]:
         # every frame aligned: the strided layer, the layers after it and the upsampler run at every

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..core.state import State, StreamingModule
 from ..core.timing import FrameShape, Timing
 from ..core.window import push
+from ..layers.conv import conv_parameters, reset_conv_parameters
 
 __all__ = [
     "Upsampler",
@@ -339,26 +340,14 @@ class TransposedUpsample(Upsampler):
         out_channels = in_channels if out_channels is None else out_channels
         if elements < 1:
             raise ValueError(f"TransposedUpsample: elements must be >= 1, got {elements}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"TransposedUpsample: channels ({in_channels}, {out_channels}) must be divisible by groups ({groups})")
-        self.in_channels = in_channels
-        self._out_channels = out_channels
-        self.elements = elements
-        self.groups = groups
-        self.past = elements - 1
-        self.future = 0
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, scale * elements, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.reset_parameters()
+        self.weight, self.bias = conv_parameters(
+            in_channels, out_channels, groups, (scale * elements,), True, bias, device, dtype, "TransposedUpsample"
+        )
+        self.in_channels, self._out_channels, self.groups = in_channels, out_channels, groups
+        self.elements, self.past, self.future = elements, elements - 1, 0
 
     def reset_parameters(self) -> None:
-        # As torch.nn.ConvTransposeNd: fan-in computed from weight dim 1.
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * self.weight.shape[2]
-            bound = 1 / math.sqrt(fan_in)
-            nn.init.uniform_(self.bias, -bound, bound)
+        reset_conv_parameters(self.weight, self.bias)
 
     @property
     def out_channels(self) -> int:
