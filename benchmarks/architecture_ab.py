@@ -151,9 +151,17 @@ def main() -> None:
     call_table = ["| pattern | Python calls per eager frame, before | after |", "|---|---|---|"]
     for pattern in patterns:
         call_table.append(f"| {pattern} | {calls[f'{pattern} before']} | {calls[f'{pattern} after']} |")
+    stack_rows, stack_table = [], ["| stack | form | mean over phases (ms) | / onnxruntime |", "|---|---|---:|---:|"]
+    for name in B.STACKS:  # the working tree only: these stacks have no comparable form before
+        result = B.bench_stack(name, timing=B.BenchTiming(rounds=args.rounds, frames_per_round=args.frames_per_round, warmup_rounds=2))
+        ref = next(r for r in result["rows"] if r["form"] == "onnxruntime")["step_ms_avg_over_phases"]
+        for r in result["rows"]:
+            ms = r["step_ms_avg_over_phases"]
+            stack_rows.append({"stack": name, "form": r["form"], "ms": ms, "vs_onnxruntime": ms / ref})
+            stack_table.append(f"| {name} | {r['form']} | {ms:.4f} | {ms / ref:.2f} |")
     facts = B.machine_facts(1)
     report = {"before": args.before, "machine": facts, "rounds": args.rounds, "frames_per_round": args.frames_per_round,
-              "rows": rows, "ratios": ratios, "python_calls": calls}  # fmt: skip
+              "rows": rows, "ratios": ratios, "python_calls": calls, "stacks": stack_rows}  # fmt: skip
     Path(args.out + ".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     md = [
         f"# Architecture A/B: {args.before} (before) against the working tree (after)",
@@ -168,6 +176,11 @@ def main() -> None:
         "full and skipped frames):",
         "",
         *call_table,
+        "",
+        "The two non-U-Net stacks (`soi.analysis.bench.STACKS`: a dilated 1-d stack, a 3-d stack), every form, "
+        "after the change:",
+        "",
+        *stack_table,
         "",
         f"Machine: {facts.get('cpu', '')}, torch {torch.__version__}.",
     ]
