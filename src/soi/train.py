@@ -1,7 +1,9 @@
 """Training the speech-separation U-Net: one loop, single process or DDP (``torchrun``, gloo on CPU).
 
-Negative SI-SNR loss on the offline path (which *is* the streaming path run over the whole
-sequence), Adam, checkpoints ``last.pt`` and ``best.pt`` (best validation SI-SNRi), resume, seeds, a
+A compressed spectral loss (default; scale-aware, so the output keeps the speech's level) or the
+negative SI-SNR on the offline path (which *is* the streaming path run over the whole sequence), a
+bounded mask (default), weights from another checkpoint (``init_from``: fine-tuning into an SOI
+pattern), Adam, checkpoints ``last.pt`` and ``best.pt`` (best validation SI-SNRi), resume, seeds, a
 wall-clock budget, a progress bar with loss and ETA, and a CSV log (plus TensorBoard when the
 ``tensorboard`` package is installed).
 
@@ -32,10 +34,10 @@ from .files import check_output_folder
 from .models.unet import UNetConfig, parse_pattern
 from .progress import progress_bar
 from .tasks.speech.data import noisy_clean, open_split
-from .tasks.speech.masker import SpectralMasker, SpeechEnhancer, read_checkpoint, save_checkpoint
-from .tasks.speech.metrics import neg_si_snr_loss, si_snr_improvement
+from .tasks.speech.masker import MASK_BOUNDS, SpectralMasker, SpeechEnhancer, read_checkpoint, save_checkpoint, unet_config_of
+from .tasks.speech.metrics import LOSSES, si_snr_improvement, training_loss
 
-__all__ = ["TrainConfig", "train", "evaluate_si_snri"]
+__all__ = ["TrainConfig", "train", "evaluate_si_snri", "init_weights"]
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -54,6 +56,9 @@ class TrainConfig:
     model_config: str = str(ASSETS / "unet_small.json")
     pattern: str = "STMC"
     upsampler: str = "duplicate"
+    mask_bound: str = "tanh"
+    loss: str = "compressed-spectral"
+    init_from: str | None = None
     batch_size: int = 8
     segment_seconds: float = 2.0
     lr: float = 1e-3
@@ -85,6 +90,12 @@ class TrainConfig:
                 not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
             ):
                 raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {v!r}")
+        if self.mask_bound not in MASK_BOUNDS:
+            raise ValueError(f"TrainConfig.mask_bound must be one of {', '.join(MASK_BOUNDS)}, got {self.mask_bound!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ValueError(f"TrainConfig.init_from must be a checkpoint path or null, got {self.init_from!r}")
         for name in ("resume", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
@@ -173,7 +184,7 @@ def evaluate_si_snri(enhancer: SpeechEnhancer, dataset: Dataset, batch_size: int
 
 def build_enhancer(cfg: TrainConfig) -> SpeechEnhancer:
     unet_config = UNetConfig.from_json(cfg.model_config)
-    masker = SpectralMasker(unet_config, cfg.pattern, upsampler=cfg.upsampler)
+    masker = SpectralMasker(unet_config, cfg.pattern, mask_bound=cfg.mask_bound, upsampler=cfg.upsampler)
     # The U-Net's frequency bins fix the STFT: F = n_fft/2 + 1, with the paper's 75 % overlap.
     n_fft = 2 * (unet_config.freq_bins - 1)
     return SpeechEnhancer(masker, n_fft=n_fft, hop=n_fft // 4)
@@ -199,7 +210,7 @@ def _check_resumable(path: Path, payload: dict[str, Any], cfg: TrainConfig, enha
     a model they do not belong to, and its best.pt replaced by a model of another kind."""
     if "progress" not in payload.get("extra", {}):
         raise ValueError(f"{path} holds no training progress (a best.pt copied there?); resume needs the run's own last.pt")
-    before = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
+    before = unet_config_of(payload)
     now = enhancer.masker.config
     changes = [
         f"{f.name} {getattr(before, f.name)} -> {getattr(now, f.name)}"
@@ -211,13 +222,47 @@ def _check_resumable(path: Path, payload: dict[str, Any], cfg: TrainConfig, enha
     trained_upsampler = payload["unet_kwargs"].get("upsampler", "duplicate")
     if trained_upsampler != cfg.upsampler:
         changes.append(f"upsampler {trained_upsampler!r} -> {cfg.upsampler!r}")
+    bound = payload.get("mask_bound", "none")
+    if bound != cfg.mask_bound:
+        changes.append(f"mask_bound {bound!r} -> {cfg.mask_bound!r}")
     if changes:
         before_cfg = payload["extra"].get("train_config", {})
         raise ValueError(
             f"{path} was trained with another model than this run asks for ({'; '.join(changes)}); resume it with its own "
             f"--model-config {before_cfg.get('model_config', '?')!r} --pattern {payload['pattern']!r} --upsampler "
-            f"{trained_upsampler!r}, or start this run in a new --out folder"
+            f"{trained_upsampler!r} --mask-bound {bound!r}, or start this run in a new --out folder"
         )
+
+
+def init_weights(enhancer: SpeechEnhancer, path: str | Path) -> list[str]:
+    """Load the weights of the checkpoint ``path`` into ``enhancer`` (fine-tuning: parameter names
+    are shared across SOI patterns, so an STMC model starts an S-CC one). Returns the names of the
+    parameters the checkpoint does not have (a learned upsampler new to this pattern: they keep
+    their initialisation).
+
+    Raises:
+        ValueError: another model config or mask bound, weights of another shape, or weights this
+            model has no place for; the message names them.
+    """
+    payload = read_checkpoint(path)
+    m = enhancer.masker
+    before = unet_config_of(payload)
+    if before != m.config:
+        raise ValueError(f"--init-from {path}: the checkpoint's U-Net ({before}) is not this run's ({m.config})")
+    bound = payload.get("mask_bound", "none")
+    if bound != m.mask_bound:
+        raise ValueError(f"--init-from {path}: trained with mask_bound {bound!r}, this run uses {m.mask_bound!r}; pass --mask-bound {bound!r}")
+    own, found = enhancer.state_dict(), payload["state_dict"]
+    shapes = sorted(k for k in set(own) & set(found) if own[k].shape != found[k].shape)
+    unused = sorted(set(found) - set(own))
+    if shapes or unused:
+        raise ValueError(
+            f"--init-from {path} (trained as {payload['pattern']!r}) does not fit pattern {m.pattern!r}: "
+            f"{len(shapes)} weights of another shape ({', '.join(shapes[:3])}), {len(unused)} with no place here ({', '.join(unused[:3])})"
+        )
+    missing = sorted(set(own) - set(found))
+    enhancer.load_state_dict({**own, **found})
+    return missing
 
 
 def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
@@ -242,7 +287,11 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
     payload = read_checkpoint(last_path) if cfg.resume and last_path.is_file() else None
     if payload is not None:
         _check_resumable(last_path, payload, cfg, enhancer)
-    else:
+    elif cfg.init_from is not None:
+        fresh = init_weights(enhancer, cfg.init_from)
+        if rank == 0:
+            print(f"initialised from {cfg.init_from}" + (f"; new here (initialised fresh): {', '.join(fresh)}" if fresh else ""))
+    if payload is None:
         earlier = [name for name in RUN_FILES if (out / name).exists()]
         if earlier and not force:
             raise FileExistsError(
@@ -342,7 +391,7 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
     batches = _batches(loader, crops, sampler, start_epoch)
     while step < total_steps:
         epoch, noisy, clean = next(batches)
-        loss = neg_si_snr_loss(model(noisy), clean)
+        loss = training_loss(cfg.loss, model(noisy), clean, noisy)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(enhancer.parameters(), cfg.grad_clip)

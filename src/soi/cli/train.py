@@ -7,6 +7,8 @@ import dataclasses
 import json
 
 from ..tasks.speech.demo import ensure_default_data
+from ..tasks.speech.masker import MASK_BOUNDS
+from ..tasks.speech.metrics import LOSSES
 from ..train import TrainConfig, train
 from .options import count, pattern, positive_float, positive_int, seed
 
@@ -19,6 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-config", help="U-Net JSON (default: the shipped small U-Net)")
     parser.add_argument("--pattern", type=pattern, help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
     parser.add_argument("--upsampler", help="duplicate | transposed | nearest | linear | cubic")
+    parser.add_argument("--mask-bound", choices=MASK_BOUNDS, help="mask magnitude limit (default tanh: never louder than the input)")
+    parser.add_argument("--loss", choices=LOSSES, help="training loss (default compressed-spectral; si-snr is blind to the output's level)")
+    parser.add_argument("--init-from", help="start from this checkpoint's weights (fine-tune, e.g. an STMC model into an SOI pattern)")
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--segment-seconds", type=positive_float)
     parser.add_argument("--lr", type=positive_float)

@@ -217,3 +217,59 @@ def test_enhance_never_overwrites_without_force(tmp_path, tiny_checkpoint, capsy
     assert "is the input file" in capsys.readouterr().err
     assert _enhance(str(noisy), "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--force") == 0
     assert math.isfinite(float(sf.read(out)[0].sum()))
+
+
+def test_bounded_mask_never_amplifies_a_bin_and_streams_exactly():
+    torch.manual_seed(0)
+    masker = SpectralMasker(UNetConfig(**TINY), "S-CC 2", mask_bound="tanh").double().eval()
+    x = 10 * torch.randn(2, 2, 12, 65, dtype=torch.float64)
+    with torch.no_grad():
+        for p in masker.parameters():  # large weights: an unbounded mask would gain many times
+            p.mul_(20)
+        y = masker(x)
+        state, parts = masker.init_state(2), []
+        for t in range(12):
+            out, state = masker.step(x[:, :, t : t + 1], state)
+            parts.append(out)
+    gain = (y.square().sum(1) / x.square().sum(1)).max().item()
+    assert gain <= 1 + 1e-12, f"a bin came out {10 * math.log10(gain):.2f} dB louder than it went in"
+    assert (torch.cat(parts, 2) - y).abs().max().item() < 1e-12
+
+
+def test_checkpoints_without_a_mask_bound_load_unbounded(tmp_path):
+    enhancer = _tiny_enhancer(dtype=torch.float32)
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, enhancer)
+    payload = torch.load(path, weights_only=True)
+    del payload["mask_bound"]  # as written before the bounded mask existed
+    torch.save(payload, path)
+    loaded, _ = load_checkpoint(path)
+    assert loaded.masker.mask_bound == "none"
+    wave = torch.randn(1, 1000)
+    assert torch.equal(loaded(wave), enhancer(wave))
+
+
+def test_fine_tuning_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
+    from soi.train import build_enhancer, init_weights
+
+    base = TrainConfig(
+        data=str(tiny_data), out_dir=str(tmp_path / "stmc"), model_config=str(tiny_data / "model.json"),
+        batch_size=4, segment_seconds=0.25, max_steps=5, valid_every=5, progress=False,
+    )  # fmt: skip
+    train(base)
+    stmc = tmp_path / "stmc" / "last.pt"
+    tuned = TrainConfig(**{**base.__dict__, "out_dir": str(tmp_path / "scc"), "pattern": "S-CC 2", "init_from": str(stmc)})
+    enhancer = build_enhancer(tuned)
+    assert init_weights(enhancer, stmc) == []
+    trained = torch.load(stmc, weights_only=True)["state_dict"]
+    assert all(torch.equal(v, trained[k]) for k, v in enhancer.state_dict().items()), "a weight did not come from the checkpoint"
+    assert train(tuned)["steps"] == 5
+    with pytest.raises(ValueError, match="mask_bound 'tanh', this run uses 'none'"):
+        init_weights(build_enhancer(TrainConfig(**{**tuned.__dict__, "mask_bound": "none"})), stmc)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**TINY, "channels": [4, 8, 8]}))
+    with pytest.raises(ValueError, match="is not this run's"):
+        init_weights(build_enhancer(TrainConfig(**{**tuned.__dict__, "model_config": str(other)})), stmc)
+    # a resumed run keeps its mask bound
+    with pytest.raises(ValueError, match="mask_bound 'tanh' -> 'none'"):
+        train(TrainConfig(**{**base.__dict__, "mask_bound": "none", "max_steps": 6}))

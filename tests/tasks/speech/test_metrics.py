@@ -88,3 +88,22 @@ def test_optional_metrics_name_their_package(fn, package):
     else:  # pragma: no cover - only where the extra is installed
         score = fn(x[:1].float(), x[:1].float())
         assert score.shape == (1,) and not math.isnan(float(score[0]))
+
+
+def test_compressed_spectral_loss_sees_scale_but_not_level():
+    from soi.tasks.speech.metrics import compressed_spectral_loss, level_db
+
+    torch.manual_seed(0)
+    clean = torch.randn(3, 8000)
+    noisy = clean + 0.5 * torch.randn(3, 8000)
+    estimate = clean + 0.1 * torch.randn(3, 8000)
+    assert compressed_spectral_loss(clean, clean, noisy).item() == 0
+    base = compressed_spectral_loss(estimate, clean, noisy).item()
+    # blind to the overall level of the example (normalised by the noisy input's RMS) ...
+    for a in (1e-3, 30.0):
+        scaled = compressed_spectral_loss(a * estimate, a * clean, a * noisy).item()
+        assert scaled == pytest.approx(base, rel=1e-4), f"x{a}: {scaled} against {base}"
+    # ... but not to a gain on the estimate alone, unlike SI-SNR
+    for g in (0.5, 2.0):
+        assert compressed_spectral_loss(g * clean, clean, noisy).item() > base, f"gain {g} not penalised"
+    assert level_db(0.5 * clean, clean).sub(-6.0206).abs().max().item() < 1e-3

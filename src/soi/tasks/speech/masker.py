@@ -44,6 +44,7 @@ __all__ = [
     "load_checkpoint",
     "default_checkpoint_path",
     "CHECKPOINT_FORMAT",
+    "MASK_BOUNDS",
 ]
 
 CHECKPOINT_FORMAT = "soi-speech-v1"
@@ -67,17 +68,31 @@ class PowerLawCompression(nn.Module):
         return x * torch.exp(torch.log(power) * (0.5 * (self.alpha - 1)))
 
 
+MASK_BOUNDS = ("none", "tanh")
+"""How the complex mask's magnitude is limited: ``"none"`` (unbounded: the network can amplify a
+bin, as the first shipped checkpoint does) or ``"tanh"`` (``|M| -> tanh(|M|)`` with the phase kept,
+as DCCRN's bounded mask: no bin comes out louder than it went in, so the output never gains on the
+input and cannot exceed its level)."""
+
+
 class _ApplyMask(_Parallel):
     """Branches ``[identity, mask network]``: the input frames, delayed to the mask's look-ahead,
-    times the complex mask."""
+    times the complex mask (bounded as ``bound`` says, :data:`MASK_BOUNDS`)."""
 
-    def __init__(self, mask_net: nn.Module) -> None:
+    def __init__(self, mask_net: nn.Module, bound: str = "none") -> None:
         super().__init__([nn.Identity(), mask_net])
+        if bound not in MASK_BOUNDS:
+            raise ValueError(f"mask_bound must be one of {', '.join(MASK_BOUNDS)}; got {bound!r}")
+        self.bound = bound
 
     def _combine(self, outputs: list[Tensor]) -> Tensor:
         x, m = outputs
         if x.shape != m.shape:
             raise ValueError(f"mask shape {tuple(m.shape)} does not match the frames {tuple(x.shape)}")
+        if self.bound == "tanh":
+            # tanh(r)/r, smooth at r = 0 (-> 1): the eps keeps its gradient finite there.
+            r = m.square().sum(dim=1, keepdim=True).add(1e-12).sqrt()
+            m = m * (torch.tanh(r) / r)
         real = x[:, :1] * m[:, :1] - x[:, 1:] * m[:, 1:]
         imag = x[:, :1] * m[:, 1:] + x[:, 1:] * m[:, :1]
         return torch.cat([real, imag], dim=1)
@@ -90,10 +105,13 @@ class SpectralMasker(Wrapper):
         config: the U-Net; ``in_channels`` and ``out_channels`` must be 2 (real, imaginary).
         pattern: the SOI pattern (``"STMC"``, ``"S-CC 2"``, ``"SS-CC 5"``, ...).
         compression: exponent of the input's magnitude compression.
+        mask_bound: how the mask's magnitude is limited (:data:`MASK_BOUNDS`).
         unet_kwargs: passed on to :class:`soi.models.UNet` (``upsampler``, ``strided_mode``).
     """
 
-    def __init__(self, config: UNetConfig, pattern: str = "STMC", compression: float = 0.3, **unet_kwargs: Any) -> None:
+    def __init__(
+        self, config: UNetConfig, pattern: str = "STMC", compression: float = 0.3, mask_bound: str = "none", **unet_kwargs: Any
+    ) -> None:
         super().__init__()
         if config.in_channels != 2 or config.out_channels != 2:
             raise ValueError(
@@ -103,8 +121,9 @@ class SpectralMasker(Wrapper):
         self.config = config
         self.pattern = pattern
         self.compression = compression
+        self.mask_bound = mask_bound
         self.unet_kwargs = dict(unet_kwargs)
-        self.body = _ApplyMask(Sequential(PowerLawCompression(compression), UNet(config, pattern=pattern, **unet_kwargs)))
+        self.body = _ApplyMask(Sequential(PowerLawCompression(compression), UNet(config, pattern=pattern, **unet_kwargs)), mask_bound)
 
     @property
     def unet(self) -> UNet:
@@ -200,6 +219,7 @@ def save_checkpoint(path: str | Path, enhancer: SpeechEnhancer, extra: dict[str,
         "pattern": m.pattern,
         "unet_kwargs": m.unet_kwargs,
         "compression": m.compression,
+        "mask_bound": m.mask_bound,
         "stft": {"n_fft": enhancer.n_fft, "hop": enhancer.hop, "sample_rate": enhancer.sample_rate},
         "state_dict": {k: v.detach().cpu() for k, v in enhancer.state_dict().items()},
         "extra": extra or {},
@@ -235,6 +255,11 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     return payload
 
 
+def unet_config_of(payload: dict[str, Any]) -> UNetConfig:
+    """The U-Net config of a checkpoint payload (:func:`read_checkpoint`); JSON lists become tuples."""
+    return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
+
+
 def _weights_mismatch(expected: dict[str, Tensor], found: dict[str, Tensor]) -> str:
     """What differs between two state dicts, in a few words; empty if they fit."""
     missing = sorted(set(expected) - set(found))
@@ -262,13 +287,15 @@ def load_checkpoint(path: str | Path | None = None, pattern: str | None = None, 
     path = Path(path) if path is not None else default_checkpoint_path()
     payload = read_checkpoint(path, map_location)
     try:
-        config = UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["unet_config"].items()})
+        config = unet_config_of(payload)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: the checkpoint's model config is not valid: {err}") from None
     trained = payload["pattern"]
     if pattern is not None:
         parse_pattern(pattern, config.depth)  # names the valid forms and levels for this model
-    masker = SpectralMasker(config, trained if pattern is None else pattern, payload["compression"], **payload["unet_kwargs"])
+    # checkpoints written before the bounded mask existed have none: "none" is what they were trained with
+    bound = payload.get("mask_bound", "none")
+    masker = SpectralMasker(config, trained if pattern is None else pattern, payload["compression"], bound, **payload["unet_kwargs"])
     enhancer = SpeechEnhancer(masker, **payload["stft"])
     mismatch = _weights_mismatch(enhancer.state_dict(), payload["state_dict"])
     if mismatch:

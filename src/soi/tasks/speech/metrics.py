@@ -13,7 +13,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["si_snr", "si_snr_improvement", "neg_si_snr_loss", "pesq_score", "stoi_score"]
+__all__ = [
+    "si_snr",
+    "si_snr_improvement",
+    "neg_si_snr_loss",
+    "compressed_spectral_loss",
+    "level_db",
+    "LOSSES",
+    "training_loss",
+    "pesq_score",
+    "stoi_score",
+]
 
 
 def _pair(estimate: Tensor, target: Tensor, what: str) -> tuple[Tensor, Tensor]:
@@ -57,6 +67,60 @@ def si_snr_improvement(estimate: Tensor, noisy: Tensor, clean: Tensor, eps: floa
 def neg_si_snr_loss(estimate: Tensor, target: Tensor, eps: float = 1e-8) -> Tensor:
     """Training loss: ``-mean(si_snr(estimate, target))`` over the batch, a scalar."""
     return -si_snr(estimate, target, eps).mean()
+
+
+def compressed_spectral_loss(
+    estimate: Tensor, target: Tensor, reference: Tensor | None = None, power: float = 0.3, complex_weight: float = 0.3,
+    n_fft: int = 512, hop: int = 128,
+) -> Tensor:  # fmt: skip
+    """Compressed spectral MSE (Braun & Tashev, "A consolidated view of loss functions for
+    supervised deep learning-based speech enhancement", 2021), a scalar:
+    ``(1-w) * MSE(|S|^p, |T|^p) + w * MSE(|S|^p e^{j arg S}, |T|^p e^{j arg T})`` over the STFT bins
+    (Hann window ``n_fft``, hop ``hop``), ``p = power``, ``w = complex_weight``.
+
+    Unlike SI-SNR it depends on the estimate's scale, so a model trained with it keeps the
+    speech's level. Both signals are first divided by the RMS of ``reference`` (the noisy input,
+    per item; default the target), so every item weighs alike whatever its level.
+
+    Args:
+        estimate, target, reference: ``(B, N)`` or ``(N,)``.
+    """
+    estimate, target = _pair(estimate, target, "compressed_spectral_loss")
+    ref = target if reference is None else _pair(reference, target, "compressed_spectral_loss")[0]
+    norm = ref.square().mean(-1, keepdim=True).add(1e-10).sqrt()
+    window = torch.hann_window(n_fft, device=estimate.device, dtype=estimate.dtype)
+
+    def compressed(x: Tensor) -> tuple[Tensor, Tensor]:
+        spec = torch.stft(x / norm, n_fft, hop, window=window, return_complex=True)
+        mag = spec.abs().add(1e-8)  # the eps keeps the gradient of |S|^p finite in silent bins
+        return mag.pow(power), spec / mag
+
+    m_est, u_est = compressed(estimate)
+    m_tgt, u_tgt = compressed(target)
+    magnitude = (m_est - m_tgt).square().mean()
+    complex_ = (m_est * u_est - m_tgt * u_tgt).abs().square().mean()
+    return (1 - complex_weight) * magnitude + complex_weight * complex_
+
+
+def level_db(estimate: Tensor, target: Tensor, eps: float = 1e-10) -> Tensor:
+    """Level of ``estimate`` against ``target`` in dB (``10 log10`` of their energy ratio), per item."""
+    estimate, target = _pair(estimate, target, "level_db")
+    return 10 * torch.log10((estimate.square().sum(-1) + eps) / (target.square().sum(-1) + eps))
+
+
+LOSSES = ("compressed-spectral", "si-snr")
+"""Training losses (:func:`training_loss`): ``"compressed-spectral"``
+(:func:`compressed_spectral_loss`, scale-aware: the default) and ``"si-snr"``
+(:func:`neg_si_snr_loss`, blind to scale: the output's level is arbitrary)."""
+
+
+def training_loss(name: str, estimate: Tensor, clean: Tensor, noisy: Tensor) -> Tensor:
+    """The training loss ``name`` (:data:`LOSSES`) of a batch, a scalar."""
+    if name == "compressed-spectral":
+        return compressed_spectral_loss(estimate, clean, noisy)
+    if name == "si-snr":
+        return neg_si_snr_loss(estimate, clean)
+    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
 
 
 def _optional(module: str, package: str, metric: str) -> ModuleType:
