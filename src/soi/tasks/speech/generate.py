@@ -1,16 +1,30 @@
 """Offline generator of ``soi``'s default speech-enhancement data set (nothing is downloaded).
 
-Speech is synthesised with ``espeak-ng`` (English accents x voice variants) and ``flite`` (its
-full-bandwidth voices) at varied speed and pitch, reading sentences from a small built-in English
-grammar. Noise comes from real ambient recordings shipped by the Debian package
-``lincity-ng-data`` (traffic, crowds, industry, water, ...; GPL-2+), synthetic coloured noise
-(white ... brown), mains hum and buzz, clicks and crackle, and babble made of several other
-speakers of the same split.
+Speech (see ``docs/data.md``):
 
-The train / valid / test splits share no voice and no noise source (a noise source is one
-recording category, one synthetic generator, or the babble of one split's voices), so the test set
-is unseen. Everything follows from the seed; ``manifest.json`` records the splits, every item's
-voice, text, noise and SNR, and the parameters. A complete set with the same parameters is reused.
+* real human voices (:mod:`.sources`): letters, syllables and words recorded for the KDE games
+  ``klettres-data`` and ``ktuberling-data`` (one speaker per language folder, about 20 languages
+  each; ktuberling's ``el``, ``gl``, ``sl`` and ``wa`` are held out and never read), clips joined
+  into utterances of 2-8 s with pauses of 80-400 ms and a gain of +-3 dB per clip;
+* synthetic sentences (:data:`SYNTHETIC_SHARE` of the items) for sentence prosody: ``espeak-ng``
+  (English accents x voice variants) and ``flite`` (its full-bandwidth voices) at varied speed and
+  pitch, reading sentences from a small built-in English grammar.
+
+Noise: real ambient recordings shipped by ``lincity-ng-data`` (traffic, crowds, industry, water,
+...; GPL-2+), music (:mod:`.music`: random note sequences rendered by ``fluidsynth`` with the
+``fluid-soundfont-gm`` General MIDI soundfont), synthetic coloured noise (white ... brown), mains
+hum and buzz, clicks and crackle, and babble of other speakers (real and synthetic) of the same
+split. :data:`REVERB_SHARE` of the utterances are spoken in a simulated room (:mod:`.rooms`,
+``pyroomacoustics``); their training target is the direct path plus the first 50 ms of
+reflections. Speech levels are drawn from -40 to -15 dBFS (active speech), so level never matters.
+
+The train / valid / test splits share no voice and no noise source (a real voice is a language: the
+folders of one language in both packages go to the same split; a noise source is one recording
+category, one music instrument family, one synthetic generator, or the babble of one split's
+voices), so the test set is unseen. ``wesnoth-*`` and ``hedgewars-*`` packages are never read.
+Everything follows from the seed; ``manifest.json`` records the splits, every item's voice, clips
+or text, room, noise, level, SNR and anti-clipping scale, and the parameters. A complete set with
+the same parameters is reused.
 
 Nothing that soi did not write is ever deleted: every file and folder is recorded in
 ``.soi-written`` (:class:`soi.files.WrittenFiles`) before it is made. A set with other parameters
@@ -51,7 +65,11 @@ import torch
 
 from ...files import WrittenFiles, check_output_folder, write_file
 from ...progress import progress_bar
+from . import music as _music
+from . import rooms as _rooms
+from . import sources as _sources
 from .data import read_wav, write_wav
+from .sources import RealUtterance, Speaker
 
 __all__ = [
     "ToolError",
@@ -67,14 +85,30 @@ __all__ = [
     "split_assignment",
     "is_complete",
     "MAX_SEGMENT_SECONDS",
+    "SYNTHETIC_SHARE",
+    "REVERB_SHARE",
+    "LEVEL_RANGE_DB",
+    "available_speakers",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: real voices, music, rooms, -40..-15 dBFS levels
 SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # of the items; voices and noise sources are split 70/15/15
 SAMPLE_RATE = 16000
 REAL_NOISE_DIR = Path("/usr/share/games/lincity-ng/sounds")
 REAL_NOISE_PACKAGE = "lincity-ng-data"
+SYNTHETIC_SHARE = 0.35
+"""The share of the items whose target speech is synthetic (espeak-ng / flite sentences), for
+sentence prosody; the rest are real voices (all items are synthetic when klettres-data and
+ktuberling-data are missing)."""
+REVERB_SHARE = 0.5
+"""The share of the target utterances spoken in a simulated room (none without pyroomacoustics)."""
+LEVEL_RANGE_DB = (-40.0, -15.0)
+"""Active speech level of the mixture's speech, dBFS, drawn uniformly."""
+REAL_UTTERANCE_SECONDS = (2.0, 8.0)
+MUSIC_PIECES = 8  # rendered pieces per music family (a layer plays a random stretch of one)
+MUSIC_PIECE_SECONDS = 30.0
+available_speakers = _sources.available_speakers
 
 # -- sentences ------------------------------------------------------------------------------------
 
@@ -247,8 +281,9 @@ _REAL_EXCLUDE = {"Click", "WindowOpen", "WindowClose"}  # user-interface sounds,
 
 @dataclass(frozen=True)
 class NoiseSource:
-    """A noise source: ``kind`` is ``real`` (``files``: recordings of one category), ``colored``,
-    ``hum``, ``clicks`` or ``babble``; ``param`` parametrises the synthetic kinds."""
+    """A noise source: ``kind`` is ``real`` (``files``: recordings of one category), ``music``
+    (``name``: an instrument family), ``colored``, ``hum``, ``clicks`` or ``babble``; ``param``
+    parametrises the synthetic kinds."""
 
     kind: str
     name: str
@@ -276,8 +311,9 @@ _SYNTHETIC = (
 
 
 def available_noise_sources(real_dir: Path = REAL_NOISE_DIR) -> tuple[NoiseSource, ...]:
-    """Real recording categories found under ``real_dir`` (file name without its trailing number)
-    followed by the synthetic generators. Warns when the real recordings are not installed."""
+    """Real recording categories found under ``real_dir`` (file name without its trailing number),
+    the music families (when fluidsynth and its soundfont are installed), then the synthetic
+    generators. Warns when the real recordings or the music are not available."""
     real: dict[str, list[str]] = {}
     if real_dir.is_dir():
         for path in sorted(real_dir.glob("*.wav")):
@@ -290,7 +326,22 @@ def available_noise_sources(real_dir: Path = REAL_NOISE_DIR) -> tuple[NoiseSourc
             f"(apt-get install {REAL_NOISE_PACKAGE})",
             stacklevel=2,
         )
-    return tuple(NoiseSource("real", c, 0.0, tuple(f)) for c, f in sorted(real.items())) + _SYNTHETIC
+    missing = _music.music_available()
+    if missing:
+        warnings.warn(f"no music in the noise: {missing} not installed (bash setup.sh)", stacklevel=2)
+    music = () if missing else tuple(NoiseSource("music", family) for family in _music.FAMILIES)
+    return tuple(NoiseSource("real", c, 0.0, tuple(f)) for c, f in sorted(real.items())) + music + _SYNTHETIC
+
+
+def _usable_speakers() -> tuple[Speaker, ...]:
+    speakers = _sources.available_speakers()
+    if not speakers:
+        warnings.warn(
+            "no real voices: klettres-data and ktuberling-data are not installed (bash setup.sh); "
+            "the data set will use synthetic speech only",
+            stacklevel=3,
+        )
+    return speakers
 
 
 def split_assignment(items: Sequence[Any], seed: int, salt: str) -> dict[str, list[Any]]:
@@ -352,8 +403,22 @@ class Utterance:
         ]  # fmt: skip
 
 
-def _synthesise(utt: Utterance, tmp_dir: str) -> np.ndarray:
-    """Speak ``utt``; returns float32 samples at 16 kHz with the leading/trailing silence trimmed."""
+@dataclass(frozen=True)
+class MusicPiece:
+    """One rendered piece of music of an instrument family (:mod:`.music`)."""
+
+    family: str
+    seed: int
+    seconds: float
+
+
+def _synthesise(utt: Utterance | RealUtterance | MusicPiece, tmp_dir: str) -> np.ndarray:
+    """Render one request: speak an :class:`Utterance` (float32 at 16 kHz, leading/trailing
+    silence trimmed), join a :class:`RealUtterance`'s clips, or play a :class:`MusicPiece`."""
+    if isinstance(utt, RealUtterance):
+        return _sources.render_real_utterance(utt)
+    if isinstance(utt, MusicPiece):
+        return _music.render_music(np.random.default_rng(utt.seed), utt.family, utt.seconds, SAMPLE_RATE).astype(np.float32)
     fd, path = tempfile.mkstemp(suffix=".wav", dir=tmp_dir)
     os.close(fd)
     try:
@@ -462,19 +527,42 @@ def _rms(x: np.ndarray) -> float:
 
 
 # How often each kind of noise is picked (renormalised over the kinds present): mostly real
-# recordings and babble, the synthetic kinds less.
-_KIND_WEIGHTS = {"real": 0.4, "babble": 0.2, "colored": 0.15, "clicks": 0.15, "hum": 0.1}
+# recordings, babble and music, the synthetic kinds less.
+_KIND_WEIGHTS = {"real": 0.3, "babble": 0.2, "music": 0.2, "colored": 0.12, "clicks": 0.12, "hum": 0.06}
+
+
+def _random_speech(
+    rng: np.random.Generator,
+    voices: Sequence[Voice],
+    accents: Sequence[str],
+    speakers: Sequence[Speaker],
+    real_share: float,
+    sentences: int,
+    max_seconds: float,
+) -> Utterance | RealUtterance:
+    """A real utterance (``real_share`` of the time, when there are speakers; a speaker is drawn
+    with probability growing as the square root of their recorded seconds, so the few large ones
+    do not crowd out the rest) or a synthetic one."""
+    if speakers and rng.random() < real_share:
+        weights = np.sqrt([s.total_seconds for s in speakers])
+        speaker = speakers[int(rng.choice(len(speakers), p=weights / weights.sum()))]
+        low, high = REAL_UTTERANCE_SECONDS
+        return _sources.plan_real_utterance(rng, speaker, min(low, max_seconds), min(high, max_seconds))
+    return _random_utterance(rng, voices, accents, sentences)
 
 
 def _plan_item(
     rng: np.random.Generator,
     voices: Sequence[Voice],
     accents: Sequence[str],
+    speakers: Sequence[Speaker],
     noises: Sequence[NoiseSource],
     snr_range_db: tuple[float, float],
+    segment_seconds: float,
+    rooms: bool,
 ) -> dict[str, Any]:
-    """Everything random about one item, as plain JSON-able values and the utterances it needs."""
-    target = _random_utterance(rng, voices, accents, sentences=3)
+    """Everything random about one item, as plain JSON-able values and the requests it needs."""
+    target = _random_speech(rng, voices, accents, speakers, 1 - SYNTHETIC_SHARE, 3, segment_seconds)
     kinds = sorted({s.kind for s in noises})
     weights = np.array([_KIND_WEIGHTS[k] for k in kinds])
     layers = []
@@ -489,25 +577,40 @@ def _plan_item(
         }
         if source.kind == "real":
             spec["file"] = source.files[int(rng.integers(len(source.files)))]
+        if source.kind == "music":
+            spec["piece"] = int(rng.integers(MUSIC_PIECES))
         if source.kind == "babble":
-            others_voices = [v for v in voices if v != target.voice] or list(voices)
+            target_voice = target.speaker if isinstance(target, RealUtterance) else target.voice
+            others_voices = [v for v in voices if v != target_voice] or list(voices)
+            others_speakers = [s for s in speakers if s.id != target_voice]
             spec["talkers"] = [
-                _random_utterance(rng, others_voices, accents, sentences=2) for _ in range(int(rng.integers(3, 7)))
+                _random_speech(rng, others_voices, accents, others_speakers, 0.5, 2, 8.0) for _ in range(int(rng.integers(3, 7)))
             ]
         layers.append(spec)
+    reverberant = bool(rng.random() < REVERB_SHARE)
+    room = _rooms.draw_room(rng)  # always drawn, so the other draws do not depend on the share
     return {
         "target": target,
-        "level_db": round(float(rng.uniform(-32, -20)), 2),
+        "level_db": round(float(rng.uniform(*LEVEL_RANGE_DB)), 2),
         "snr_db": round(float(rng.uniform(*snr_range_db)), 2),
         "placement_seed": int(rng.integers(2**31)),
+        "room": room if (rooms and reverberant) else None,
         "noise": layers,
     }
 
 
-def _render_noise(layer: dict[str, Any], source: NoiseSource, n: int, speech: dict[Utterance, np.ndarray]) -> np.ndarray:
+def _music_piece(source: NoiseSource, piece: int, seed: int) -> MusicPiece:
+    return MusicPiece(source.name, _stable_int(f"music:{seed}:{source.name}:{piece}") % 2**63, MUSIC_PIECE_SECONDS)
+
+
+def _render_noise(
+    layer: dict[str, Any], source: NoiseSource, n: int, speech: dict[Any, np.ndarray], seed: int
+) -> np.ndarray:
     rng = np.random.default_rng(layer["seed"])
     if source.kind == "real":
         x = _fit(_real_recording(layer["file"]), n, rng)
+    elif source.kind == "music":
+        x = _fit(speech[_music_piece(source, layer["piece"], seed)].astype(np.float64), n, rng)
     elif source.kind == "colored":
         x = _colored(rng, n, source.param)
     elif source.kind == "hum":
@@ -524,27 +627,45 @@ def _render_noise(layer: dict[str, Any], source: NoiseSource, n: int, speech: di
     return x / _rms(x) * 10 ** (layer["gain_db"] / 20)
 
 
+_PEAK = 0.95
+
+
 def _render_item(
-    plan: dict[str, Any], sources: dict[str, NoiseSource], speech: dict[Utterance, np.ndarray], n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(noisy, clean)`` float32 pair of ``n`` samples that ``plan`` describes."""
+    plan: dict[str, Any], sources: dict[str, NoiseSource], speech: dict[Any, np.ndarray], n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The ``(noisy, clean, scale)`` of ``plan``: float32 signals of ``n`` samples and the factor
+    both were scaled by so that no sample of the mixture exceeds 0.95 (1.0: none needed).
+
+    The speech is placed on an ``n``-sample canvas (a longer utterance is cut at a random point);
+    in a room, the mixture gets the reverberant speech and the target its direct path and early
+    reflections (:mod:`.rooms`). ``level_db`` is the RMS of the mixture's speech over the span the
+    utterance occupies, and ``snr_db`` that level over the noise's RMS."""
     rng = np.random.default_rng(plan["placement_seed"])
     talk = speech[plan["target"]].astype(np.float64)
+    canvas = np.zeros(n)
     if talk.size >= n:
         start = int(rng.integers(0, talk.size - n + 1))
-        clean = talk[start : start + n]
+        canvas[:] = talk[start : start + n]
+        span = slice(0, n)
     else:
-        clean = np.zeros(n)
         start = int(rng.integers(0, n - talk.size + 1))
-        clean[start : start + talk.size] = talk
-    clean = clean / _rms(clean) * 10 ** (plan["level_db"] / 20)
-    noise = sum(_render_noise(layer, sources[layer["source"]], n, speech) for layer in plan["noise"])
-    noise = noise / _rms(noise) * _rms(clean) * 10 ** (-plan["snr_db"] / 20)
-    noisy = clean + noise
-    peak = np.abs(noisy).max()
-    if peak > 0.95:  # keep the pair consistent: scale both
-        clean, noisy = clean * 0.95 / peak, noisy * 0.95 / peak
-    return noisy.astype(np.float32), clean.astype(np.float32)
+        canvas[start : start + talk.size] = talk
+        span = slice(start, start + talk.size)
+    if plan["room"] is not None:
+        wet, clean = _rooms.reverberate(canvas, _rooms.impulse_response(plan["room"], SAMPLE_RATE), SAMPLE_RATE)
+    else:
+        wet, clean = canvas, canvas
+    gain = 10 ** (plan["level_db"] / 20) / _rms(wet[span])
+    wet, clean = wet * gain, clean * gain
+    noise = sum(_render_noise(layer, sources[layer["source"]], n, speech, seed) for layer in plan["noise"])
+    noise = noise / _rms(noise) * _rms(wet[span]) * 10 ** (-plan["snr_db"] / 20)
+    noisy = wet + noise
+    peak = max(np.abs(noisy).max(), np.abs(clean).max())
+    scale = 1.0
+    if peak > _PEAK:  # keep the pair consistent: scale both
+        scale = _PEAK / peak
+        clean, noisy = clean * scale, noisy * scale
+    return noisy.astype(np.float32), clean.astype(np.float32), scale
 
 
 # -- the data set ---------------------------------------------------------------------------------
@@ -553,7 +674,14 @@ def _render_item(
 def _tool_versions() -> dict[str, str]:
     espeak = _run(["espeak-ng", "--version"]).split("Data at:")[0].strip()
     flite = next((ln.strip() for ln in _run(["flite", "--version"], check=False).splitlines() if "version" in ln), "flite")
-    return {"espeak-ng": espeak, "flite": flite}
+    tools = {"espeak-ng": espeak, "flite": flite}
+    if _music.music_available() is None:
+        tools["fluidsynth"] = _run(["fluidsynth", "--version"], check=False).splitlines()[0].strip()
+    if _rooms.rooms_available() is None:
+        import pyroomacoustics
+
+        tools["pyroomacoustics"] = pyroomacoustics.__version__
+    return tools
 
 
 def _items_per_split(minutes: float, segment_seconds: float) -> dict[str, int]:
@@ -563,8 +691,10 @@ def _items_per_split(minutes: float, segment_seconds: float) -> dict[str, int]:
     return {"train": total - n_valid - n_test, "valid": n_valid, "test": n_test}
 
 
-def _utterance_json(u: Utterance) -> dict[str, Any]:
-    return {"voice": u.voice.id, "accent": u.accent, "text": u.text, "rate": u.rate, "pitch": u.pitch}
+def _utterance_json(u: Utterance | RealUtterance) -> dict[str, Any]:
+    if isinstance(u, RealUtterance):
+        return {"real": True, **u.json()}
+    return {"real": False, "voice": u.voice.id, "accent": u.accent, "text": u.text, "rate": u.rate, "pitch": u.pitch}
 
 
 def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
@@ -658,6 +788,10 @@ def generate_dataset(
     out_dir = check_output_folder(out_dir)
     voices, accents = available_voices()
     noises = available_noise_sources()
+    speakers = _usable_speakers()
+    rooms_missing = _rooms.rooms_available()
+    if rooms_missing:
+        warnings.warn(f"no reverberant speech: {rooms_missing} is not installed", stacklevel=2)
     params = {
         "generator_version": GENERATOR_VERSION,
         "minutes": float(minutes),
@@ -668,13 +802,15 @@ def generate_dataset(
         # What this machine offers decides the set, so a set made with other voices or noises is redone.
         "voices": [v.id for v in voices],
         "noise_sources": [s.id for s in noises],
+        "real_speakers": _sources.speakers_json(speakers),
+        "rooms": rooms_missing is None,
     }
     if is_complete(out_dir, params):
         return out_dir
     _check_space(out_dir, minutes, segment_seconds)
     record = _prepare(out_dir, params, overwrite)
     with _one_torch_thread():
-        _generate(out_dir, record, params, voices, accents, noises, progress, workers, overwrite)
+        _generate(out_dir, record, params, voices, accents, speakers, noises, progress, workers, overwrite)
     return out_dir
 
 
@@ -684,6 +820,7 @@ def _generate(
     params: dict[str, Any],
     voices: Sequence[Voice],
     accents: Sequence[str],
+    speakers: Sequence[Speaker],
     noises: Sequence[NoiseSource],
     progress: bool,
     workers: int | None,
@@ -693,6 +830,9 @@ def _generate(
     snr_range_db = tuple(params["snr_range_db"])
 
     voice_split = _split_by_group(voices, lambda v: v.engine, seed, "voices")
+    # Real voices: by language (every folder of one language in the same split; see .sources).
+    group_split = split_assignment(sorted({s.group for s in speakers}), seed, "speakers")
+    speaker_split = {name: [s for s in speakers if s.group in group_split[name]] for name in SPLITS}
     noise_split = _split_by_group(noises, lambda s: s.kind, seed, "noise")
     for name in SPLITS:  # babble: the other speakers of the same split, so never a seen voice
         noise_split[name].append(NoiseSource("babble", name))
@@ -702,12 +842,19 @@ def _generate(
     plans: dict[str, list[dict[str, Any]]] = {}
     for split_index, name in enumerate(SPLITS):
         plans[name] = [
-            _plan_item(np.random.default_rng([seed, split_index, i]), voice_split[name], accents, noise_split[name], snr_range_db)
+            _plan_item(
+                np.random.default_rng([seed, split_index, i]), voice_split[name], accents, speaker_split[name],
+                noise_split[name], snr_range_db, segment_seconds, params["rooms"],
+            )  # fmt: skip
             for i in range(counts[name])
         ]
     wanted = {p["target"] for ps in plans.values() for p in ps}
     wanted |= {u for ps in plans.values() for p in ps for layer in p["noise"] for u in layer.get("talkers", ())}
-    speech = _synthesise_all(sorted(wanted, key=lambda u: (u.voice.id, u.accent, u.text, u.rate, u.pitch)), workers, progress)
+    wanted |= {
+        _music_piece(sources[layer["source"]], layer["piece"], seed)
+        for ps in plans.values() for p in ps for layer in p["noise"] if "piece" in layer
+    }  # fmt: skip
+    speech = _synthesise_all(sorted(wanted, key=repr), workers, progress)
 
     n = int(round(segment_seconds * SAMPLE_RATE))
     manifest_splits: dict[str, Any] = {}
@@ -715,7 +862,7 @@ def _generate(
     for name in SPLITS:
         items = []
         for i, plan in enumerate(plans[name]):
-            noisy, clean = _render_item(plan, sources, speech, n)
+            noisy, clean, scale = _render_item(plan, sources, speech, n, seed)
             files = _item_files(name, i)
             for relative, wave in zip(files, (noisy, clean)):
                 write_wav(record.claim(relative, force=overwrite), wave, SAMPLE_RATE, overwrite=True)
@@ -727,6 +874,8 @@ def _generate(
                     "speech": _utterance_json(plan["target"]),
                     "snr_db": plan["snr_db"],
                     "level_db": plan["level_db"],
+                    "room": plan["room"],
+                    "scale": round(scale, 6),
                     "noise": [
                         {k: ([_utterance_json(u) for u in v] if k == "talkers" else v) for k, v in layer.items() if k != "seed"}
                         for layer in plan["noise"]
@@ -735,7 +884,8 @@ def _generate(
             )
             bar.update(1)
         manifest_splits[name] = {
-            "voices": [v.id for v in voice_split[name]],
+            "voices": [s.id for s in speaker_split[name]] + [v.id for v in voice_split[name]],
+            "speaker_groups": sorted(group_split[name]),
             "noise_sources": [s.id for s in noise_split[name]],
             "items": items,
         }
@@ -744,6 +894,20 @@ def _generate(
         "params": params,
         "tools": _tool_versions(),
         "real_noise": {"package": REAL_NOISE_PACKAGE, "folder": str(REAL_NOISE_DIR), "license": "GPL-2+ (or CC-BY-SA 2.0)"},
+        "real_speech": {
+            "packages": list(_sources.PACKAGES.values()),
+            "held_out": [f"{pkg}:{lang}" for pkg, langs in _sources.HELD_OUT.items() for lang in langs],
+            "min_sample_rate": _sources.MIN_SAMPLE_RATE,
+            "synthetic_share": SYNTHETIC_SHARE,
+        },
+        "music": {"package": _music.SOUNDFONT_PACKAGE, "soundfont": str(_music.SOUNDFONT), "license": "MIT"},
+        "rooms": {
+            "simulator": "pyroomacoustics ShoeBox (image sources, Sabine)",
+            "share": REVERB_SHARE,
+            "rt60_s": list(_rooms.RT60_RANGE),
+            "target": f"direct path + first {_rooms.EARLY_MS:g} ms of reflections, aligned to the direct path",
+        },
+        "level_db": "active speech RMS of the mixture's speech, dBFS; snr_db against it; scale: anti-clipping factor applied to both",
         "accents": list(accents),
         "splits": manifest_splits,
     }
