@@ -22,7 +22,7 @@ DEFAULT_PATTERNS = (
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default="paper",
-        help="U-Net config: a JSON file, or a shipped preset ('paper', 'small'); default: paper",
+        help="U-Net config: a JSON file, or a shipped preset ('paper', 'medium', 'small'); default: paper",
     )  # fmt: skip
     parser.add_argument(
         "--pattern", action="append", type=pattern, default=None, metavar="PATTERN",
