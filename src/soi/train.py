@@ -62,6 +62,8 @@ class TrainConfig:
     batch_size: int = 8
     segment_seconds: float = 2.0
     lr: float = 1e-3
+    lr_patience: int | None = 4
+    min_lr: float = 1e-5
     epochs: int = 100
     max_steps: int | None = None
     minutes: float | None = None
@@ -79,12 +81,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
         for name, low, optional in (
             ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
-            ("num_workers", 0, False), ("seed", 0, False),
+            ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True),
         ):  # fmt: skip
             v = getattr(self, name)
             if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
                 raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
-        for name, optional in (("segment_seconds", False), ("lr", False), ("minutes", True), ("grad_clip", False)):
+        for name, optional in (("segment_seconds", False), ("lr", False), ("min_lr", False), ("minutes", True), ("grad_clip", False)):
             v = getattr(self, name)
             if not (optional and v is None) and (
                 not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
@@ -304,6 +306,12 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     _seed_everything(cfg.seed)
     optimizer = torch.optim.Adam(enhancer.parameters(), lr=cfg.lr)
+    # The learning rate halves after lr_patience validations without a new best (None: constant).
+    scheduler = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "max", factor=0.5, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        if cfg.lr_patience is not None
+        else None
+    )
     step, start_epoch, best = 0, 0, -math.inf
     elapsed_before = 0.0
 
@@ -311,6 +319,8 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
         enhancer.load_state_dict(payload["state_dict"])
         progress = payload["extra"]["progress"]
         optimizer.load_state_dict(progress["optimizer"])
+        if scheduler is not None and "scheduler" in progress:  # runs from before the schedule start it fresh
+            scheduler.load_state_dict(progress["scheduler"])
         step, start_epoch, best = progress["step"], progress["epoch"], progress["best"]
         elapsed_before = progress["elapsed"]
         torch.set_rng_state(progress["torch_rng"])
@@ -342,7 +352,7 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
         log_file = log_path.open("w" if new_log else "a", newline="")
         log = csv.writer(log_file)
         if new_log:
-            log.writerow(["step", "epoch", "loss", "valid_si_snri_db", "elapsed_s"])
+            log.writerow(["step", "epoch", "loss", "valid_si_snri_db", "elapsed_s", "lr"])
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -362,6 +372,7 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
             "valid_si_snri_db": valid,
             "progress": {
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "step": step,
                 "epoch": epoch,
                 "best": best,
@@ -371,18 +382,28 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
         }
         save_checkpoint(path, enhancer, extra if path == last_path else {k: v for k, v in extra.items() if k != "progress"})
 
-    def validate_and_save(epoch: int) -> float:
+    def validate_and_save(epoch: int) -> None:
+        """Every process: rank 0 validates and saves, the others take its score, so that every
+        process's learning rate follows the same schedule."""
         nonlocal best
-        valid = evaluate_si_snri(enhancer, valid_set)
+        valid = evaluate_si_snri(enhancer, valid_set) if rank == 0 else 0.0
+        if world > 1:
+            score = torch.tensor([valid])
+            dist.broadcast(score, 0)
+            valid = float(score)
+        if scheduler is not None:
+            scheduler.step(valid)  # before the checkpoint: a resumed run continues the same schedule
+        if rank != 0:
+            return
         if valid > best:
             best = valid
             checkpoint(best_path, epoch, valid)
         checkpoint(last_path, epoch, valid)
-        log.writerow([step, epoch, f"{running:.4f}", f"{valid:.4f}", f"{elapsed_before + time.monotonic() - t0:.1f}"])
+        lr = optimizer.param_groups[0]["lr"]
+        log.writerow([step, epoch, f"{running:.4f}", f"{valid:.4f}", f"{elapsed_before + time.monotonic() - t0:.1f}", f"{lr:.3g}"])
         log_file.flush()
         if writer is not None:
             writer.add_scalar("valid/si_snri_db", valid, step)
-        return valid
 
     t0 = time.monotonic()
     running = float("nan")
@@ -412,16 +433,14 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
                 bar.update(1)
             if writer is not None:
                 writer.add_scalar("train/loss", value, step)
-            if step % cfg.valid_every == 0:
-                validate_and_save(epoch)
+        if step % cfg.valid_every == 0:
+            validate_and_save(epoch)
         if stop.item() > 0:
             break
-        if world > 1 and step % cfg.valid_every == 0:
-            dist.barrier()
     summary: dict[str, Any] = {"steps": step}
+    if step % cfg.valid_every != 0 or step == 0:
+        validate_and_save(epoch)
     if rank == 0:
-        if step % cfg.valid_every != 0 or step == 0:
-            validate_and_save(epoch)
         if bar is not None:
             bar.close()
         log_file.close()

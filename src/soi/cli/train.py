@@ -27,6 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--segment-seconds", type=positive_float)
     parser.add_argument("--lr", type=positive_float)
+    parser.add_argument("--lr-patience", type=positive_int, help="halve the learning rate after this many validations without a new best (default 4)")
+    parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
     parser.add_argument("--epochs", type=positive_int)
     parser.add_argument("--steps", dest="max_steps", type=positive_int)
     parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
