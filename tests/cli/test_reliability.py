@@ -238,7 +238,8 @@ CASES: list = [
     ("enhance-output-under-a-file", lambda e: e.enhance(None, e.file("plain") / "out.wav"), r"plain is a file, not a folder"),
     ("enhance-output-readonly-folder", lambda e: e.enhance(None, _readonly_folder(e) / "out.wav"), r"cannot create files in .*readonly"),
     ("enhance-output-dangling-symlink", lambda e: e.enhance(None, _symlink(e, "dangling.wav", e.tmp / "nowhere.wav"), "--force"), r"is a symbolic link to .*nowhere.wav, which does not exist"),
-    ("enhance-output-unknown-extension", lambda e: e.enhance(None, e.tmp / "out.xyz"), r"cannot tell an audio format from the extension '.xyz'; use one of .*\.flac.*\.wav"),
+    ("enhance-output-unknown-extension", lambda e: e.enhance(None, e.tmp / "out.xyz"), r"cannot tell an audio format from the extension '.xyz'; use one of \.wav, \.flac$"),
+    ("enhance-output-lossy-extension", lambda e: e.enhance(None, e.tmp / "out.ogg"), r"cannot tell an audio format from the extension '.ogg'; use one of \.wav, \.flac$"),
     ("enhance-output-empty-path", lambda e: e.enhance(None, ""), r"the output path is empty"),
     # checkpoints
     ("enhance-checkpoint-directory", lambda e: [*e.enhance(), "--checkpoint", e.tmp], r"the checkpoint .* is a folder; give the .pt file"),

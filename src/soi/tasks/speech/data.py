@@ -4,7 +4,10 @@
   ``float32`` at the requested rate and notes what was converted (and warns about a file cut
   short); writing picks the format from the extension and goes through :mod:`soi.files` (atomic,
   never over the input, never replacing a device or a link).
-* :func:`resample`: a Kaiser-windowed sinc resampler for any pair of integer rates (torch only).
+* :func:`resample`: a Kaiser-windowed sinc resampler for any pair of integer rates (torch only);
+  :class:`StreamingResampler` the same for a stream arriving in blocks.
+* :func:`decode_pcm` / :func:`encode_pcm` / :func:`wav_header` / :func:`read_wav_header`: raw PCM and
+  WAV streams on standard input and output (``soi enhance - -o -``).
 * :class:`DNSFolderDataset`: the DNS Challenge layout (folders of clean speech and of noise), mixed
   on the fly at a random SNR, deterministic per index.
 * :class:`PairedFolderDataset`: matching noisy / clean files; :class:`DefaultDataset` reads the set
@@ -16,6 +19,7 @@ Items are tuples ``(noisy, clean)`` of ``float32`` tensors of shape ``(N,)``.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -40,6 +44,15 @@ __all__ = [
     "read_segment",
     "write_wav",
     "audio_format",
+    "audio_info",
+    "check_finite",
+    "OUTPUT_FORMATS",
+    "StreamingResampler",
+    "RAW_FORMATS",
+    "decode_pcm",
+    "encode_pcm",
+    "wav_header",
+    "read_wav_header",
     "audio_subtype",
     "writable_subtype",
     "resample",
@@ -152,6 +165,99 @@ def resample(wave: Tensor, orig_sr: int, new_sr: int) -> Tensor:
     return out.to(wave.dtype) if wave.is_floating_point() else out
 
 
+class StreamingResampler:
+    """:func:`resample` of a stream that arrives in blocks: ``push`` blocks of ``(C, n)`` samples at
+    ``orig_sr``, get the output samples ready so far; ``finish`` returns the rest (the end of the
+    input treated as zeros, as :func:`resample` does), ``ceil(N * new_sr / orig_sr)`` in all.
+
+    Output sample ``m`` needs the input up to ``m * orig_sr / new_sr`` plus half the sinc's width
+    (24 zero crossings: 1.5 ms at 16 kHz), so it is emitted as soon as that has arrived: the
+    stream's only delay. The samples equal :func:`resample` of the whole signal up to float
+    rounding, and depend only on the sequence of block sizes pushed (the same blocks give the same
+    samples bit for bit). Memory is bounded by the block size.
+    """
+
+    def __init__(self, orig_sr: int, new_sr: int, channels: int = 1, dtype: torch.dtype = torch.float32) -> None:
+        if orig_sr <= 0 or new_sr <= 0:
+            raise ValueError(f"StreamingResampler: sample rates must be positive, got {orig_sr} and {new_sr}")
+        self.orig_sr, self.new_sr, self.channels, self.dtype = int(orig_sr), int(new_sr), channels, dtype
+        self.identity = self.orig_sr == self.new_sr
+        self.emitted = 0  # output samples so far
+        if self.identity:
+            return
+        self.up, self.down, self.half, self.cutoff, kernel = _resample_plan(self.orig_sr, self.new_sr)
+        self.kernel = None if kernel is None else kernel.to(dtype)
+        # The input padded with `half` zeros in front (resample's padding), from padded index `start`.
+        self.start = 0
+        self.buf = torch.zeros(channels, self.half, dtype=dtype)
+
+    def _ready(self, extra_zeros: int = 0) -> int:
+        """Output samples computable from the buffer (plus ``extra_zeros`` zeros), beyond those emitted."""
+        have = self.start + self.buf.shape[1] + extra_zeros  # padded input samples known
+        if self.kernel is not None:  # whole polyphase blocks: block b needs padded [b*down, b*down + down + 2*half)
+            return max(0, (have - 2 * self.half) // self.down) * self.up - self.emitted
+        # output m needs padded input up to m*down//up + 2*half (inclusive)
+        m = (have - 2 * self.half) * self.up // self.down  # first m whose last tap is beyond `have`, roughly
+        while m > 0 and (m - 1) * self.down // self.up + 2 * self.half >= have:
+            m -= 1
+        while m * self.down // self.up + 2 * self.half < have:
+            m += 1
+        return max(0, m - self.emitted)
+
+    def _compute(self, count: int) -> Tensor:
+        """The next ``count`` output samples (the buffer holds what they need)."""
+        c = self.channels
+        if count <= 0:
+            return self.buf.new_zeros((c, 0))
+        if self.kernel is not None:
+            blocks = count // self.up
+            x = self.buf[:, : blocks * self.down + 2 * self.half]
+            out = torch.nn.functional.conv1d(x.unsqueeze(1), self.kernel, stride=self.down)  # (C, up, blocks)
+            out = out.transpose(1, 2).reshape(c, blocks * self.up)
+            self.buf = self.buf[:, blocks * self.down :]
+            self.start += blocks * self.down
+        else:
+            offsets = torch.arange(1, 2 * self.half + 1, dtype=torch.int64)
+            outs = []
+            for first in range(self.emitted, self.emitted + count, _CHUNK):
+                m = torch.arange(first, min(first + _CHUNK, self.emitted + count), dtype=torch.int64)
+                idx = (m * self.down // self.up)[:, None] + offsets[None, :] - self.start
+                weights = _sinc_weights(((m * self.down) % self.up).to(torch.float64) / self.up, self.half, self.cutoff).to(self.dtype)
+                outs.append((self.buf[:, idx] * weights).sum(-1))
+            out = torch.cat(outs, dim=-1)
+            keep = (self.emitted + count) * self.down // self.up + 1  # the first padded sample still needed
+            self.buf = self.buf[:, keep - self.start :]
+            self.start = keep
+        self.emitted += out.shape[1]
+        return out
+
+    def push(self, x: Tensor) -> Tensor:
+        """Append ``(C, n)`` input samples; returns the ``(C, m)`` output samples now ready."""
+        if self.identity:
+            self.emitted += x.shape[1]
+            return x
+        self.buf = torch.cat([self.buf, x.to(self.dtype)], dim=1)
+        return self._compute(self._ready())
+
+    def finish(self, total_in: int) -> Tensor:
+        """The remaining output samples once ``total_in`` input samples in all have been pushed."""
+        if self.identity:
+            return torch.zeros(self.channels, 0, dtype=self.dtype)
+        total_out = -(-total_in * self.up // self.down)
+        need = total_out - self.emitted
+        if need <= 0:
+            return torch.zeros(self.channels, 0, dtype=self.dtype)
+        zeros = 0
+        while self._ready(zeros) < need:
+            zeros += self.down + 2 * self.half
+        self.buf = torch.cat([self.buf, self.buf.new_zeros((self.channels, zeros))], dim=1)
+        if self.kernel is not None:
+            out = self._compute(-(-need // self.up) * self.up)
+            self.emitted -= out.shape[1] - need
+            return out[:, :need]
+        return self._compute(need)
+
+
 def downmix(wave: Tensor) -> Tensor:
     """``(N, C)`` frames x channels -> ``(N,)`` by averaging the channels."""
     return wave.mean(dim=-1) if wave.dim() == 2 else wave
@@ -201,22 +307,45 @@ def audio_subtype(path: str | os.PathLike) -> str:
     return _open_info(Path(path)).subtype
 
 
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+"""The formats soi writes audio in, by extension (no extension: WAV). Both are lossless and hold
+16/24-bit PCM (WAV also float), so an output never loses what the input had."""
+
+
 def audio_format(path: str | os.PathLike) -> str:
-    """The soundfile format that ``path``'s extension names (``.flac`` -> ``FLAC``); no extension
-    means WAV.
+    """The soundfile format that ``path``'s extension names (:data:`OUTPUT_FORMATS`: ``.wav`` ->
+    ``WAV``, ``.flac`` -> ``FLAC``); no extension means WAV.
 
     Raises:
-        ValueError: an extension soundfile cannot write.
+        ValueError: any other extension (``.ogg`` is lossy and 16-bit-only; ``.xyz`` unknown).
     """
-    sf = _soundfile()
     suffix = Path(path).suffix
     if not suffix:
         return "WAV"
-    name = suffix[1:].upper()
-    if name not in sf.available_formats() or sf.default_subtype(name) is None:
-        writable = sorted(f".{f.lower()}" for f in sf.available_formats() if sf.default_subtype(f) is not None)
-        raise ValueError(f"{path}: cannot tell an audio format from the extension {suffix!r}; use one of {', '.join(writable)}")
-    return name
+    fmt = OUTPUT_FORMATS.get(suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: cannot tell an audio format from the extension {suffix!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+    return fmt
+
+
+def audio_info(path: str | os.PathLike):
+    """soundfile's ``info`` of an audio file to read, after the checks :func:`read_wav` makes (a
+    regular, non-empty, readable file holding samples; a warning if it is cut short)."""
+    path = Path(path)
+    info = _open_info(path)
+    if info.frames == 0:
+        raise AudioFileError(f"{path}: the file holds no samples")
+    _warn_if_cut_short(path, info)
+    return info
+
+
+def check_finite(block: np.ndarray, where: str, offset: int = 0) -> None:
+    """Raise :class:`AudioFileError` naming the first non-finite sample of ``block`` (frames first),
+    counted from ``offset``."""
+    bad = ~np.isfinite(block)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0]) + offset
+        raise AudioFileError(f"{where}: non-finite (NaN or infinite) samples, the first at sample {first}")
 
 
 def read_segment(
@@ -299,7 +428,7 @@ def write_wav(
 ) -> Path:
     """Write ``(N,)`` (mono) or ``(C, N)`` samples in ``[-1, 1]`` to an audio file.
 
-    The format follows the extension (:func:`audio_format`: ``.wav``, ``.flac``, ``.ogg``, ...).
+    The format follows the extension (:func:`audio_format`: ``.wav`` or ``.flac``; none: WAV).
     ``subtype``: the sample format (``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``, ...; PCM clips values
     beyond ``[-1, 1]``); one the format cannot hold (FLAC has no ``FLOAT``), or ``None``, is
     replaced as :func:`writable_subtype` says (``PCM_16`` by default). Written with
@@ -322,6 +451,118 @@ def write_wav(
     data = (data.T if data.ndim == 2 else data).astype(np.float64 if subtype == "DOUBLE" else np.float32, copy=False)
     write_file(path, lambda f: sf.write(f, data, int(sample_rate), subtype=subtype, format=fmt), force=overwrite, inputs=inputs)
     return path
+
+
+# -- raw PCM and WAV streams (standard input and output) -------------------------------------------
+
+RAW_FORMATS = {"s16le": "PCM_16", "s24le": "PCM_24", "f32le": "FLOAT"}
+"""Raw PCM sample formats (``--raw-format``, the names ``arecord``/``ffmpeg`` use) -> soundfile subtype."""
+
+_SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8}
+
+
+def sample_bytes(subtype: str) -> int:
+    """Bytes per sample of a PCM/float subtype soi streams (``PCM_16``, ``PCM_24``, ``PCM_32``, ``FLOAT``, ``DOUBLE``)."""
+    try:
+        return _SAMPLE_BYTES[subtype]
+    except KeyError:
+        raise AudioFileError(f"cannot stream {subtype} samples; soi streams {', '.join(_SAMPLE_BYTES)}") from None
+
+
+def decode_pcm(data: bytes, subtype: str, channels: int) -> np.ndarray:
+    """Little-endian interleaved samples -> ``(n, channels)`` ``float32`` in ``[-1, 1)``, the values
+    libsndfile reads from a file of that subtype (integers divided by ``2**(bits-1)``). A trailing
+    partial frame is dropped."""
+    width = sample_bytes(subtype)
+    frame = width * channels
+    data = memoryview(data)[: len(data) // frame * frame]
+    if subtype == "PCM_16":
+        x = np.frombuffer(data, "<i2").astype(np.float32) * np.float32(2.0**-15)
+    elif subtype == "PCM_24":
+        b = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = (v - ((v & 0x800000) << 1)).astype(np.float32) * np.float32(2.0**-23)
+    elif subtype == "PCM_32":
+        x = np.frombuffer(data, "<i4").astype(np.float32) * np.float32(2.0**-31)
+    elif subtype == "FLOAT":
+        x = np.frombuffer(data, "<f4").astype(np.float32)
+    else:
+        x = np.frombuffer(data, "<f8").astype(np.float32)
+    return x.reshape(-1, channels)
+
+
+def encode_pcm(block: np.ndarray, subtype: str) -> bytes:
+    """``(n, channels)`` float samples -> little-endian interleaved bytes of ``subtype``, converted by
+    libsndfile exactly as it converts them for a file (so a stream and a file hold the same samples)."""
+    sf = _soundfile()
+    buffer = io.BytesIO()
+    if block.shape[0]:
+        sf.write(buffer, block, 8000, subtype=subtype, format="RAW", endian="LITTLE")
+    return buffer.getvalue()
+
+
+_UNKNOWN = 0xFFFFFFFF
+
+
+def wav_header(rate: int, channels: int, subtype: str, frames: int | None = None) -> bytes:
+    """A WAV header for a stream of ``frames`` frames, or of unknown length (``None``: the RIFF and
+    data sizes are ``0xFFFFFFFF``, as ``ffmpeg`` and ``arecord`` write to a pipe; readers take the
+    data up to the end of the stream)."""
+    import struct
+
+    width = sample_bytes(subtype)
+    tag = 3 if subtype in ("FLOAT", "DOUBLE") else 1
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * width, channels * width, 8 * width)
+    data = _UNKNOWN if frames is None else frames * channels * width
+    riff = _UNKNOWN if frames is None else min(_UNKNOWN, 4 + 8 + len(fmt) + 8 + data)
+    return b"RIFF" + struct.pack("<I", riff) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", data)
+
+
+def _read_exact(stream, n: int) -> bytes:
+    data = stream.read(n)
+    return data if data is not None else b""
+
+
+def read_wav_header(stream, where: str = "standard input") -> tuple[int, int, str, int | None]:
+    """Read a WAV header from a (non-seekable) binary stream, up to the start of its samples.
+
+    Returns ``(rate, channels, subtype, data_bytes)``; ``data_bytes`` is ``None`` when the header
+    does not know the length (``0`` or ``0xFFFFFFFF``, as a pipe writer leaves it).
+
+    Raises:
+        AudioFileError: not a WAV stream, or one whose samples soi cannot stream.
+    """
+    import struct
+
+    head = _read_exact(stream, 12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise AudioFileError(f"{where} is not a WAV stream (no RIFF/WAVE header); for raw PCM give --raw-format")
+    fmt = None
+    while True:
+        chunk = _read_exact(stream, 8)
+        if len(chunk) < 8:
+            raise AudioFileError(f"{where}: the WAV stream ends before its data chunk")
+        name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if name == b"data":
+            break
+        body = _read_exact(stream, size + (size & 1))
+        if name == b"fmt ":
+            if len(body) < 16:
+                raise AudioFileError(f"{where}: the WAV stream's fmt chunk is cut short")
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+            if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+                tag = struct.unpack("<H", body[24:26])[0]
+            fmt = (tag, channels, rate, bits)
+    if fmt is None:
+        raise AudioFileError(f"{where}: the WAV stream has no fmt chunk before its data")
+    tag, channels, rate, bits = fmt
+    subtype = {(1, 16): "PCM_16", (1, 24): "PCM_24", (1, 32): "PCM_32", (3, 32): "FLOAT", (3, 64): "DOUBLE"}.get((tag, bits))
+    if subtype is None or channels < 1 or rate < 1:
+        raise AudioFileError(
+            f"{where}: WAV with format tag {tag}, {bits} bits, {channels} channel(s) at {rate} Hz; soi streams "
+            "16/24/32-bit PCM and 32/64-bit float"
+        )
+    return rate, channels, subtype, None if size in (0, _UNKNOWN) else size
 
 
 def list_audio_files(folder: str | os.PathLike, extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[Path]:
