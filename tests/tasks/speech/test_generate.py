@@ -120,7 +120,12 @@ def test_music_renders_at_16k_deterministically(tmp_path):
 
 def test_room_reverb_keeps_length_and_alignment():
     _need_rooms()
-    from soi.tasks.speech.rooms import RT60_RANGE, draw_room, impulse_response, reverberate
+    from soi.tasks.speech.rooms import (
+        RT60_RANGE,
+        draw_room,
+        impulse_response,
+        reverberate,
+    )
 
     room = draw_room(np.random.default_rng(1))
     assert RT60_RANGE[0] <= room["rt60_s"] <= RT60_RANGE[1] and room["distance_m"] >= 0.5

@@ -841,19 +841,12 @@ def _generate(
     counts = _items_per_split(minutes, segment_seconds)
     plans: dict[str, list[dict[str, Any]]] = {}
     for split_index, name in enumerate(SPLITS):
-        plans[name] = [
-            _plan_item(
-                np.random.default_rng([seed, split_index, i]), voice_split[name], accents, speaker_split[name],
-                noise_split[name], snr_range_db, segment_seconds, params["rooms"],
-            )  # fmt: skip
-            for i in range(counts[name])
-        ]
+        split_args = (voice_split[name], accents, speaker_split[name], noise_split[name], snr_range_db, segment_seconds, params["rooms"])
+        plans[name] = [_plan_item(np.random.default_rng([seed, split_index, i]), *split_args) for i in range(counts[name])]
     wanted = {p["target"] for ps in plans.values() for p in ps}
     wanted |= {u for ps in plans.values() for p in ps for layer in p["noise"] for u in layer.get("talkers", ())}
-    wanted |= {
-        _music_piece(sources[layer["source"]], layer["piece"], seed)
-        for ps in plans.values() for p in ps for layer in p["noise"] if "piece" in layer
-    }  # fmt: skip
+    layers = [layer for ps in plans.values() for p in ps for layer in p["noise"]]
+    wanted |= {_music_piece(sources[layer["source"]], layer["piece"], seed) for layer in layers if "piece" in layer}
     speech = _synthesise_all(sorted(wanted, key=repr), workers, progress)
 
     n = int(round(segment_seconds * SAMPLE_RATE))
