@@ -3,7 +3,9 @@
     soi evaluate --checkpoint runs/stmc/best.pt --checkpoint runs/scc2/best.pt --data DIR [--split test]
 
 Each checkpoint is evaluated under the pattern it was trained with (or under every ``--pattern``
-given). :func:`format_results` makes the Markdown table it prints (SI-SNRi, and PESQ/STOI where the
+given). The scores are those of what ``soi enhance`` writes for each noisy file (the same pipeline,
+limiter included, in the file's sample format: :func:`soi.tasks.speech.enhance.enhance_wave`), not
+of the model's unbounded float output. :func:`format_results` makes the Markdown table it prints (SI-SNRi, and PESQ/STOI where the
 optional packages are installed, with MMAC/s); ``--json`` also writes the rows as JSON.
 """
 
@@ -32,7 +34,8 @@ def evaluate_checkpoint(
     ``progress`` draws a bar of the items on a terminal."""
     from ...analysis.cost import cost
     from . import metrics
-    from .data import noisy_clean, open_split
+    from .data import audio_subtype, noisy_clean, open_split, writable_subtype
+    from .enhance import enhance_wave
     from .masker import load_checkpoint
 
     if limit is not None and limit < 1:
@@ -58,7 +61,11 @@ def evaluate_checkpoint(
     with torch.no_grad():
         for i in range(count):
             noisy, clean = (t.unsqueeze(0) for t in noisy_clean(dataset[i]))
-            est = enhancer(noisy)
+            # what `soi enhance` writes for this input (limiter and sample format included), not the
+            # model's float output: the figures are those of the file a user gets
+            pairs = getattr(dataset, "pairs", None)
+            subtype = writable_subtype("WAV", audio_subtype(pairs[i][0])) if pairs else "PCM_16"
+            est = enhance_wave(noisy, enhancer, subtype=subtype)
             sums["si_snri_db"] += float(metrics.si_snr_improvement(est, noisy, clean).mean())
             sums["si_snr_noisy_db"] += float(metrics.si_snr(noisy, clean).mean())
             for name, fn in optional.items():

@@ -70,9 +70,16 @@ class PeakLimiter:
         if n == 0:
             return x
         xd = x.to(torch.float64)
-        self.peak_in = max(self.peak_in, float(xd.abs().max()))
-        log_abs = torch.log(xd.abs().clamp_min(1e-300))
+        top = float(xd.abs().max())
+        self.peak_in = max(self.peak_in, top)
         k = torch.arange(n, dtype=torch.float64) * self._log_decay  # k log r
+        if top <= self.threshold and float(self._log_env.max()) <= math.log(self.threshold):
+            # Nothing reaches the threshold in this block (the fast path of quiet audio): the gain
+            # is 1; only the envelope at the block's end is needed, one maximum.
+            tail = torch.log(xd.abs().clamp_min(1e-300)) + (k[-1] - k)
+            self._log_env = torch.maximum(tail.max(dim=1, keepdim=True).values, self._log_env + k[-1] + self._log_decay)
+            return x
+        log_abs = torch.log(xd.abs().clamp_min(1e-300))
         running = torch.cummax(log_abs - k, dim=1).values + k
         log_env = torch.maximum(running, self._log_env + k + self._log_decay)
         self._log_env = log_env[:, -1:].clone()
