@@ -11,7 +11,8 @@ output back down. Each peer's delay is found once, as the lag (0-200 ms) that ma
 cross-correlation of its output with the clean speech over the first files, and removed (the output
 shifted earlier, the end padded with zeros), so that no method is penalised for its latency in the
 sample-aligned metrics; the delay is reported as its algorithmic latency beside the declared one.
-soi's output is aligned with its input by construction (``SpeechEnhancer.enhance_streaming``).
+soi's output is what ``soi enhance`` writes, streamed hop by hop (``enhance_wave``: limiter, 16-bit PCM),
+aligned with its input by construction.
 
 Metrics per file, averaged: SI-SNRi (dB), PESQ-wb, STOI, the output level against the clean speech
 (dB), samples beyond full scale, and the real-time factor (processing time / audio time). Writes
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from soi.tasks.speech.data import noisy_clean, open_split, resample
+from soi.tasks.speech.enhance import enhance_wave
 from soi.tasks.speech.masker import default_checkpoint_path, load_checkpoint
 from soi.tasks.speech.metrics import level_db, pesq_score, si_snr_improvement, stoi_score
 
@@ -113,8 +115,9 @@ def soi_method(label: str, path: Path) -> Method:
     enhancer, _ = load_checkpoint(path)
 
     def run(wave: np.ndarray) -> np.ndarray:
+        # what `soi enhance` writes (hop by hop, limiter, 16-bit PCM), as a user hears it
         with torch.no_grad():
-            return enhancer.enhance_streaming(torch.from_numpy(wave)[None])[0].numpy()
+            return enhance_wave(torch.from_numpy(wave), enhancer, offline=False).numpy()
 
     latency = 1e3 * enhancer.latency_samples / enhancer.sample_rate
     return Method(f"soi {label} (streamed)", run, declared_latency_ms=latency, delay=0)
