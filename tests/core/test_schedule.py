@@ -11,16 +11,11 @@ import torch
 import soi
 from soi.core.schedule import derive_schedule
 from soi.deploy import discover_schedule
-from soi.models import UNet, UNetConfig
+from soi.models import UNet
 from soi.core.window import TemporalWindow
 from soi.scattered import Upsampler
+from tests.unet_cases import PATTERNS, TINY, TINY_LOOKAHEAD
 
-TINY = UNetConfig(freq_bins=17, in_channels=2, out_channels=2, channels=(3, 4, 4), kernel=(2, 3))
-TINY_LOOKAHEAD = UNetConfig(freq_bins=17, in_channels=2, out_channels=2, channels=(3, 4, 4), kernel=(3, 3), lookahead=1)
-PATTERNS = (
-    "STMC", "Predictive 1", "Predictive 2", "S-CC 1", "S-CC 2", "S-CC 3", "2xS-CC 1 3", "2xS-CC 2 3",
-    "3xS-CC 1 2 3", "SS-CC 1", "SS-CC 2", "SS-CC 3", "SS-CC 1 3", "SS-CC 2 3", "SS-CC 3 1",
-)  # fmt: skip
 
 
 def _cases() -> list:
