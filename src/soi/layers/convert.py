@@ -21,19 +21,24 @@ from typing import Any
 
 from torch import nn
 
+import torch
+from torch import Tensor
+
 from ..core.containers import (
     Concat,
     FrameWise,
     Residual,
     Sequential,
+    Wrapper,
     frame_wise_problem,
 )
 from ..core.state import StreamingModule
+from ..core.window import TemporalWindow, WindowState
 from .conv import STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .pooling import STMCAvgPoolNd, STMCMaxPoolNd
 
-__all__ = ["convert", "ConversionError"]
+__all__ = ["convert", "ConversionError", "EndPadded"]
 
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 _CONV_TS = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}
@@ -54,6 +59,40 @@ class ConversionError(ValueError):
         super().__init__(f"cannot convert {len(problems)} module(s) to streaming:\n{lines}")
 
 
+class EndPadded(Wrapper):
+    """A window layer whose stream ends with ``frames`` frames of padding instead of its look-ahead:
+    a torch layer padded less than ``(k-1)*d`` in time (``padding=0``, "valid"), whose output is
+    shorter than its input.
+
+    The layer's look-ahead is ``(k-1)*d - left``: its outputs begin once the window is full (the
+    warm-up is its ``delay``), output ``j`` equals torch's output ``j`` frame for frame, and
+    :meth:`flush` emits only the outputs that torch's ``right`` frames of end padding give.
+    """
+
+    def __init__(self, layer: TemporalWindow, frames: int) -> None:
+        super().__init__()
+        if not 0 <= frames < layer.lookahead:
+            raise ValueError(f"EndPadded: frames must be from 0 to the look-ahead - 1 = {layer.lookahead - 1}, got {frames}")
+        self.layer = layer
+        self.frames = frames
+
+    @property
+    def inner(self) -> StreamingModule:
+        return self.layer
+
+    def flush(self, state: WindowState) -> tuple[Tensor | None, WindowState]:
+        if self.frames == 0:
+            return None, state
+        hist = state.history
+        if hist is None:
+            raise ValueError("EndPadded.flush: nothing was streamed, so nothing is owed")
+        pad = hist.new_full((hist.shape[0], hist.shape[1], self.frames, *hist.shape[3:]), self.layer.fill_value)
+        return self.layer.step(pad, state)
+
+    def extra_repr(self) -> str:
+        return f"end_padding={self.frames}"
+
+
 def _dims(module: nn.Module, table: dict[type, int]) -> int | None:
     for cls, dims in table.items():
         if type(module) is cls:
@@ -62,8 +101,9 @@ def _dims(module: nn.Module, table: dict[type, int]) -> int | None:
 
 
 class _Converter:
-    def __init__(self) -> None:
+    def __init__(self, causal: bool = False) -> None:
         self.problems: list[tuple[str, str]] = []
+        self.causal = causal
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path or "<model>", reason))
@@ -84,19 +124,31 @@ class _Converter:
             return None
         return time_pad, tuple(left for left, _ in rest), float(getattr(pad, "value", 0.0))
 
-    def lookahead(self, path: str, history: int, time_pad: tuple[int, int]) -> int | None:
+    def lookahead(self, path: str, history: int, time_pad: tuple[int, int]) -> tuple[int, int] | None:
+        """``(look-ahead, end padding)`` of a window layer padded ``(left, right)`` in time.
+
+        ``left + right = (k-1)*d`` keeps the length: the look-ahead is ``right``. Less padding
+        (a "valid" layer: none) shortens the sequence as torch does: the outputs begin once the
+        window is full (the look-ahead ``(k-1)*d - left`` is the warm-up) and the end of the
+        stream is padded with ``right`` frames only. More padding lengthens it: refused.
+        """
         left, right = time_pad
-        if left + right != history:
+        if self.causal:
+            left, right = left + right, 0
+        if left + right > history:
             self.fail(
                 path,
                 f"time padding ({left}, {right}) changes the sequence length; streaming needs "
-                f"left + right = (k-1)*d = {history} (causal: ({history}, 0))",
+                f"left + right <= (k-1)*d = {history} (causal: ({history}, 0); valid: (0, 0))",
             )
             return None
-        return right
+        return history - left, right
 
-    def layer(self, m: nn.Module, path: str, pad: tuple[tuple[int, int], tuple[int, ...], float] | None) -> nn.Module | None:
-        """A conv/transposed conv/pool converted, or None (with the reason recorded)."""
+    def layer(
+        self, m: nn.Module, path: str, pad: tuple[tuple[int, int], tuple[int, ...], float] | None, frame: tuple[int, ...] | None = None
+    ) -> nn.Module | None:
+        """A conv/transposed conv/pool converted, or None (with the reason recorded); ``frame``:
+        the ``(C, *non-time sizes)`` of its input frames, when known (the state is then built whole)."""
         for table, kind in ((_CONVS, "conv"), (_CONV_TS, "convT"), (_AVGS, "avg"), (_MAXS, "max")):
             dims = _dims(m, table)
             if dims is not None:
@@ -152,13 +204,14 @@ class _Converter:
                 self.fail(path, f"time stride {s[0]} / output_padding {m.output_padding[0]} of a transposed convolution; tSTMC needs 1 / 0")
                 return None
             # The torch output has T + H - 2p frames; it streams as the same T frames only if 2p = H.
-            time_pad = (history - own_pad[0], own_pad[0])
+            time_pad = (history - own_pad[0], own_pad[0]) if not self.causal else (history, 0)
             if 2 * own_pad[0] != history:
                 self.fail(path, f"transposed convolution with time padding {own_pad[0]} gives {history - 2 * own_pad[0]:+d} frames; streaming needs padding (k-1)*d/2 = {history / 2}")
                 return None
-        f = self.lookahead(path, history, time_pad)
-        if f is None:
+        ends = self.lookahead(path, history, time_pad)
+        if ends is None:
             return None
+        f, end = ends
         if kind == "conv":
             new = STMCConvNd(
                 dims, m.in_channels, m.out_channels, k, stride=s, padding=rest_pad, dilation=d,
@@ -183,7 +236,9 @@ class _Converter:
             new = STMCMaxPoolNd(dims, None, k, stride=s, padding=rest_pad, dilation=d, lookahead=f, fill_value=fill)
         if kind in ("conv", "convT"):
             new.load_state_dict(m.state_dict())
-        return new
+        if frame is not None:
+            new.in_channels, new.frame_size = frame[0], tuple(frame[1:])
+        return new if end == f else EndPadded(new, end)
 
     # -- structure --------------------------------------------------------------------------------
     def sequence(self, modules: list[tuple[str, nn.Module]]) -> list[nn.Module]:
@@ -240,21 +295,52 @@ class _Converter:
         return m
 
 
-def convert(module: nn.Module) -> StreamingModule:
+def _module_path(module: nn.Module, causal: bool) -> tuple[nn.Module | None, list[tuple[str, str]]]:
+    conv = _Converter(causal)
+    # Work on a copy so that the original and its twin never share modules (BatchNorm statistics).
+    out = conv.module(copy.deepcopy(module), "")
+    if not conv.problems and not isinstance(out, StreamingModule):
+        conv.fail("", f"{type(module).__name__} did not convert to a streaming module")
+    return out, conv.problems
+
+
+def convert(module: nn.Module, example_input: Tensor | None = None, *, causal: bool = False) -> StreamingModule:
     """The streaming twin of ``module`` with the same weights (``module`` is left unchanged).
 
+    ``nn.Sequential`` models and soi's containers convert module by module. Any other model (a
+    ``forward`` that adds a residual, concatenates branches, gates, pools globally, runs a
+    recurrent layer) is traced with ``torch.fx`` and rebuilt as a :class:`~soi.layers.graph.
+    StreamGraph` (see :mod:`soi.layers.graph`); ``example_input`` ``(B, C, T, ...)`` gives the
+    frame shape it streams (without it, the shape is guessed from the first layer: channels and
+    32 in every non-time axis). A mean over time becomes the causal cumulative mean: frame ``t``
+    holds what the model computes on frames ``0..t``.
+
+    ``causal=True`` is a *different function*: every symmetric (or right) time padding becomes
+    left padding, so no layer looks ahead, for models to be trained causal as the STMC variants of
+    the SOI paper are. The default keeps the model's function exactly (look-ahead where it pads
+    on the right).
+
     Raises:
-        ConversionError: listing every module that cannot be converted, with the reason.
+        ConversionError: listing every module or traced node that cannot be converted, with the
+            operation and the reason, all at once.
 
     >>> net = nn.Sequential(nn.ZeroPad1d((2, 0)), nn.Conv1d(1, 8, 3), nn.ReLU())
     >>> stream = soi.convert(net).eval()
     >>> torch.equal(stream(x), net(x))   # offline: the same function
     """
-    conv = _Converter()
-    # Work on a copy so that the original and its twin never share modules (BatchNorm statistics).
-    out = conv.module(copy.deepcopy(module), "")
-    if conv.problems:
-        raise ConversionError(conv.problems)
-    if not isinstance(out, StreamingModule):
-        raise ConversionError([("<model>", f"{type(module).__name__} did not convert to a streaming module")])
-    return out.train(module.training)
+    sequential = isinstance(module, (nn.Sequential, Sequential, Concat, Residual, StreamingModule))
+    if sequential:
+        out, problems = _module_path(module, causal)
+        if not problems:
+            return out.train(module.training)
+        custom = any("custom forward()" in reason for _, reason in problems)
+        if isinstance(module, StreamingModule) and not custom:
+            raise ConversionError(problems)
+    from .trace import convert_graph
+
+    graph, graph_problems = convert_graph(module, example_input, causal)
+    if graph is not None:
+        return graph.train(module.training)
+    if sequential and not custom:
+        raise ConversionError(problems)
+    raise ConversionError(graph_problems)
