@@ -51,12 +51,14 @@ _PADS = {
 
 
 class ConversionError(ValueError):
-    """Raised by :func:`convert`; ``problems`` lists ``(path, reason)`` for every unsupported module."""
+    """Raised by :func:`convert`; ``problems`` lists ``(path, reason)`` for every unsupported
+    module (its path in the model) or traced node (the module's path, or the node's name for a
+    function or method, the reason starting with the operation)."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {path}: {reason}" for path, reason in problems)
-        super().__init__(f"cannot convert {len(problems)} module(s) to streaming:\n{lines}")
+        super().__init__(f"cannot convert {len(problems)} part(s) of the model to streaming:\n{lines}")
 
 
 class EndPadded(Wrapper):
@@ -94,8 +96,10 @@ class EndPadded(Wrapper):
 
 
 def _dims(module: nn.Module, table: dict[type, int]) -> int | None:
+    """The dimensions of ``module`` if it is one of ``table``'s classes, or a subclass that keeps
+    its ``forward`` (torchvision's ``Conv3DSimple`` only changes ``__init__``)."""
     for cls, dims in table.items():
-        if type(module) is cls:
+        if type(module) is cls or (isinstance(module, cls) and type(module).forward is cls.forward):
             return dims
     return None
 

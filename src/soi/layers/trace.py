@@ -66,8 +66,16 @@ _DEFAULT_T = 16
 
 
 class _Tracer(fx.Tracer):
+    """torch.nn layers, subclasses of them that keep their ``forward`` (torchvision's
+    ``Conv3DSimple``) and soi's streaming modules are leaves; everything else is traced through."""
+
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, StreamingModule):
+            return True
+        if isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return False
+        forward = type(m).forward
+        if forward is not nn.Module.forward and (getattr(forward, "__module__", "") or "").startswith("torch.nn"):
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -86,7 +94,8 @@ class _Recorder(fx.Interpreter):
 
     def run_node(self, n: fx.Node) -> Any:
         out = super().run_node(n)
-        self.values[n.name] = out
+        # a copy: an in-place operation later in the graph (ReLU(inplace=True)) must not change it
+        self.values[n.name] = out.clone() if isinstance(out, Tensor) else out
         return out
 
 
@@ -255,6 +264,8 @@ class _Builder:
         for n in nodes_list:
             if n not in live or n.op == "output":
                 continue
+            if any(a not in self.index for a in n.all_input_nodes):
+                continue  # after a node that failed: its own problem is reported
             try:
                 self.node(n)
             except Exception as e:  # noqa: BLE001 - one node's failure is reported with the others
@@ -294,8 +305,8 @@ class _Builder:
         return conv(tuple(n.args)), conv(dict(n.kwargs))
 
     def add(self, n: fx.Node, op: GraphOp, module: nn.Module | None = None) -> None:
+        op.name = self.names[n]
         if module is not None:
-            op.name = self.names[n]
             self.modules[op.name] = module
         self.index[n] = len(self.ops)
         self.ops.append(op)
@@ -602,12 +613,13 @@ class _Builder:
             self.fail(self.where(n), self.what(n), f"fails when applied to one frame at a time ({type(e).__name__}: {e})")
             return
         if not _close(got, expected(out, form)):
-            reason = "is not frame-wise: applied to each frame on its own it does not give what torch gives on the sequence"
-            if isinstance(got, Tensor) and isinstance(out, Tensor) and kind == "stream" and got.shape[ta] != out.shape[ta]:
-                reason = f"changes the sequence length ({got.shape[ta]} frames in, {out.shape[ta]} out)"
-            elif kind == "stream" and any(a in n.all_input_nodes for a in ()):
-                pass
-            self.fail(self.where(n), self.what(n), reason + " (it mixes time with other axes or reads other frames)")
+            if kind == "stream" and isinstance(out, Tensor) and out.shape[ta] != length:
+                first_stream = next(r for r in timed if r.form.kind == "stream")
+                frames_in = self.v1[nodes_of[first_stream.src]].shape[first_stream.form.ta]
+                reason = f"changes the sequence length ({frames_in} frames in, {self.v1[n].shape[ta]} out); a stream gives one frame per frame"
+            else:
+                reason = "is not frame-wise: applied to each frame on its own it does not give what torch gives on the sequence (it reads other frames, or mixes time with other axes)"
+            self.fail(self.where(n), self.what(n), reason)
             return
         # the whole chunk at once, where it gives the same (no dropped input: their layout is not torch's)
         direct = False
