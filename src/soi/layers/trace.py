@@ -739,7 +739,7 @@ class _Builder:
         for op in self.ops:
             for r in op.refs:
                 users[r.src] = users.get(r.src, 0) + 1
-        chainable = lambda op: op.kind == "stream" and op.refs[0].form == Form("stream", 2) and op.refs[0].align < 0 and op.form == Form("stream", 2) and not isinstance(self.modules[op.name], (TracedRecurrent,))  # noqa: E731
+        chainable = lambda op: op.kind == "stream" and op.refs[0].form == Form("stream", 2) and op.form == Form("stream", 2) and not isinstance(self.modules[op.name], (TracedRecurrent,))  # noqa: E731
         k = 0
         while k < len(self.ops):
             op = self.ops[k]
@@ -750,7 +750,7 @@ class _Builder:
             while True:
                 last = chain[-1]
                 nxt = [j for j, o in enumerate(self.ops) if any(r.src == last for r in o.refs)]
-                if users.get(last, 0) != 1 or len(nxt) != 1 or not chainable(self.ops[nxt[0]]) or nxt[0] != last + 1:
+                if users.get(last, 0) != 1 or len(nxt) != 1 or not chainable(self.ops[nxt[0]]) or nxt[0] != last + 1 or self.ops[nxt[0]].refs[0].align >= 0:
                     break
                 chain.append(nxt[0])
             if len(chain) > 1:

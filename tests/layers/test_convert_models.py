@@ -1,0 +1,185 @@
+"""soi.convert on a ResNet-10 3D laid out as torchvision's VideoResNet (r3d: BasicBlock, Conv3DSimple,
+layers [1, 1, 1, 1], the stem Conv3d(3, 64, (3, 7, 7), stride (1, 2, 2), padding (1, 3, 3)), 1x1x1
+downsampling + BatchNorm, AdaptiveAvgPool3d + fc), written here as plain torch (torchvision does not
+load beside this torch build). Its temporal padding is symmetric, so it converts with causal=True:
+the same weights with left padding in time. Streamed == the causal torch model on every prefix
+(float64), executed MACs per step == the analytic cost, ONNX export with explicit state."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import soi
+from soi.analysis.cost import analyze, measure_steps, schedule
+from soi.testing import assert_close, stream
+
+class Conv3DSimple(nn.Conv3d):
+    def __init__(self, in_planes, out_planes, midplanes=None, stride=1, padding=1):
+        super().__init__(in_planes, out_planes, kernel_size=(3, 3, 3), stride=stride, padding=padding, bias=False)
+    @staticmethod
+    def get_downsample_stride(stride):
+        return stride, stride, stride
+
+class BasicBlock(nn.Module):
+    expansion = 1
+    def __init__(self, inplanes, planes, conv_builder, stride=1, downsample=None):
+        midplanes = (inplanes * planes * 3 * 3 * 3) // (inplanes * 3 * 3 + 3 * planes)
+        super().__init__()
+        self.conv1 = nn.Sequential(conv_builder(inplanes, planes, midplanes, stride), nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
+        self.conv2 = nn.Sequential(conv_builder(planes, planes, midplanes), nn.BatchNorm3d(planes))
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+    def forward(self, x):
+        residual = x
+        out = self.conv1(x)
+        out = self.conv2(out)
+        if self.downsample is not None:
+            residual = self.downsample(x)
+        out += residual
+        out = self.relu(out)
+        return out
+
+class BasicStem(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv3d(3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False), nn.BatchNorm3d(64), nn.ReLU(inplace=True))
+
+class VideoResNet(nn.Module):
+    def __init__(self, block, conv_makers, layers, stem, num_classes=400):
+        super().__init__()
+        self.inplanes = 64
+        self.stem = stem()
+        self.layer1 = self._make_layer(block, conv_makers[0], 64, layers[0], stride=1)
+        self.layer2 = self._make_layer(block, conv_makers[1], 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, conv_makers[2], 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, conv_makers[3], 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool3d((1, 1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.constant_(m.weight, 1); nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01); nn.init.constant_(m.bias, 0)
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
+        x = self.avgpool(x)
+        x = x.flatten(1)
+        x = self.fc(x)
+        return x
+    def _make_layer(self, block, conv_builder, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            ds_stride = conv_builder.get_downsample_stride(stride)
+            downsample = nn.Sequential(nn.Conv3d(self.inplanes, planes * block.expansion, kernel_size=1, stride=ds_stride, bias=False), nn.BatchNorm3d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, conv_builder, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes, conv_builder))
+        return nn.Sequential(*layers)
+
+def causal_reference(model):
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if isinstance(m, nn.Conv3d) and m.padding[0]:
+            p = m.padding[0]
+            m.padding = (0, *m.padding[1:])
+            m.register_forward_pre_hook(lambda mod, args, p=p: (F.pad(args[0], (0, 0, 0, 0, 2 * p, 0)),))
+    return ref
+
+
+def r3d_10(num_classes: int = 10) -> VideoResNet:
+    return VideoResNet(BasicBlock, [Conv3DSimple] * 4, [1, 1, 1, 1], BasicStem, num_classes=num_classes)
+
+
+def causal_reference(model: nn.Module) -> nn.Module:
+    """The torch model that ``causal=True`` streams: every convolution's time padding ``p`` moved to
+    the left (``2p`` frames before, none after)."""
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if isinstance(m, nn.Conv3d) and m.padding[0]:
+            p = m.padding[0]
+            m.padding = (0, *m.padding[1:])
+            m.register_forward_pre_hook(lambda mod, args, p=p: (F.pad(args[0], (0, 0, 0, 0, 2 * p, 0)),))
+    return ref
+
+
+@pytest.fixture(scope="module")
+def r3d():
+    torch.manual_seed(0)
+    net = r3d_10().double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 9, 32, 32, dtype=torch.float64)
+    return net, x, soi.convert(net, x, causal=True)
+
+
+def test_r3d_converts_to_a_graph_of_soi_layers(r3d):
+    net, _, model = r3d
+    assert model.timing.stride == 8 and model.delay == 0
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())
+    convs = [m for m in model.modules() if isinstance(m, soi.STMCConvNd)]
+    assert len(convs) == 1 + 4 * 2 + 3, "stem, two per block, three downsampling convolutions"
+    assert all(c.lookahead == 0 for c in convs), "causal=True: no convolution looks ahead"
+
+
+
+def test_r3d_converts_as_it_is_too_with_look_ahead(r3d):
+    """Without causal=True the model keeps its symmetric padding: 24 frames of look-ahead; each
+    downsampling block's main path is 3 input frames behind its 1x1x1 shortcut at time stride 2, so
+    the shortcut is delayed before its strided convolution. The last posterior is torch's."""
+    net, x, _ = r3d
+    model = soi.convert(net, x)
+    assert model.delay == 1 + 2 + 3 + 6 + 12
+    assert [d.lookahead for d in model.align] == [2, 3, 3, 3], "layer1: the identity waits 2 frames"
+    with torch.no_grad():
+        got = model(x)
+        assert_close(got[:, :, -1], net(x), "r3d-10 as it is: the last posterior vs torch on the whole clip")
+        assert_close(stream(model, x, "random"), got, "r3d-10 as it is: streamed in random chunks")
+
+
+def test_r3d_streams_like_the_causal_torch_model(r3d):
+    net, x, model = r3d
+    ref = causal_reference(net)
+    with torch.no_grad():
+        # one posterior per 8 frames (the time stride): output j after frame 8j, on frames 0..8j
+        want = torch.stack([ref(x[:, :, : 8 * j + 1]) for j in range(2)], dim=2)
+        got = model(x)
+        assert_close(got, want, "r3d-10: converted vs causal torch on each prefix")
+        for chunk in (1, "random"):
+            assert_close(stream(model, x, chunk), got, f"r3d-10: streamed in chunks {chunk!r}")
+
+
+def test_r3d_executes_the_analytic_macs_per_step(r3d):
+    _, x, model = r3d
+    executed = measure_steps(model, x[:, :, :8], chunk=1)
+    analytic = schedule(analyze(model), 8)
+    for t, (e, a) in enumerate(zip(executed, analytic)):
+        assert e.step == a.step, f"r3d-10: step {t} executed {e.step} MACs, analytic {a.step}"
+    assert len({a.step for a in analytic}) == 4, "the deeper stages run every 2nd, 4th and 8th frame"
+
+
+def test_r3d_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from soi.deploy.export import compare_export, export_onnx
+
+    torch.manual_seed(1)
+    net = r3d_10().eval()
+    model = soi.convert(net, torch.randn(1, 3, 8, 32, 32), causal=True).eval()
+    man = export_onnx(model, tmp_path, (1, 3, 8, 32, 32))  # chunks of 8 frames: one graph per step
+    assert len(man["graphs"]) == 1
+    parity = compare_export(model, tmp_path, steps=3)
+    assert parity["max_abs"] <= 1e-5, parity
