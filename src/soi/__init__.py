@@ -20,6 +20,7 @@ from .layers.pooling import (
     STMCMaxPoolNd,
 )
 from .layers.convert import ConversionError, convert
+from .layers.graph import StreamGraph
 from .layers.recurrent import Recurrent
 from .scattered import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
 from .core.state import State, StreamingModule, replace_state_tensors, state_tensors
@@ -35,7 +36,7 @@ __all__ = [
     "STMCAvgPoolNd", "STMCAvgPool1d", "STMCAvgPool2d", "STMCAvgPool3d",
     "STMCMaxPoolNd", "STMCMaxPool1d", "STMCMaxPool2d", "STMCMaxPool3d", "CumulativeAvgPool",
     "Sequential", "Concat", "Residual", "FrameWise", "ChannelLinear", "DelayLine", "as_streaming",
-    "convert", "ConversionError", "Recurrent",
+    "convert", "ConversionError", "StreamGraph", "Recurrent",
     "SCCPair", "SC", "SSCC", "Shift", "Duplicate", "Interpolate", "TransposedUpsample", "STMCStridedPair",
     "cost", "models",
 ]  # fmt: skip

@@ -130,6 +130,10 @@ def _guess_input(gm: fx.GraphModule) -> tuple[int, ...] | None:
     return None
 
 
+def _value(v: Any) -> Any:
+    return v
+
+
 def _close(a: Any, b: Any) -> bool:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         if a.shape != b.shape:
@@ -347,7 +351,7 @@ class _Builder:
             if isinstance(value, Tensor):
                 self.add(n, GraphOp("const", form=Form("const"), shape=tuple(value.shape), batch_axis=-1), Constant(value))
             else:
-                self.add(n, GraphOp("static", form=Form("static"), call="function", target=lambda v=value: v, template=((), {})))
+                self.add(n, GraphOp("static", form=Form("static"), call="function", target=_value, template=((value,), {})))
             return
         cls = self.classify(n)
         if cls is None:
