@@ -12,7 +12,7 @@ from torch import nn
 
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
-from soi.layers.graph import CumulativePool, FrameOp, StreamGraph
+from soi.layers.graph import CumulativePool, StreamGraph
 from soi.testing import assert_close, assert_streams_like_offline, stream
 
 DT = torch.float64
@@ -159,6 +159,27 @@ def test_traced_model_executes_the_analytic_macs(name, cls, shape, ref):
         assert (e.step, e.prepare) == (a.step, a.prepare), f"{name}: step {t} executed {e.step} MACs, analytic {a.step}"
     assert sum(a.step for a in analytic) > 0
     assert soi.cost(model).macs_per_frame > 0
+
+
+def test_time_major_lstm_between_convolutions():
+    class TimeMajor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = nn.Conv1d(5, 6, 3, padding=1)
+            self.rnn = nn.LSTM(6, 4, num_layers=2)  # (T, B, C)
+            self.dec = nn.Conv1d(4, 5, 1)
+
+        def forward(self, x):
+            y, (h, c) = self.rnn(self.enc(x).permute(2, 0, 1))
+            return self.dec(y.permute(1, 2, 0))
+
+    torch.manual_seed(4)
+    net = TimeMajor().double()
+    x = torch.randn(2, 5, 10, dtype=DT)
+    model = soi.convert(net, x)
+    assert model.delay == 1
+    assert_close(model(x), net(x), "LSTM (T, B, C) between convolutions")
+    assert_streams_like_offline(model, x, CHUNKS)
 
 
 def test_branches_are_aligned_by_a_registered_delay():

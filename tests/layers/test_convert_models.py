@@ -18,6 +18,7 @@ import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.testing import assert_close, stream
 
+
 class Conv3DSimple(nn.Conv3d):
     def __init__(self, in_planes, out_planes, midplanes=None, stride=1, padding=1):
         super().__init__(in_planes, out_planes, kernel_size=(3, 3, 3), stride=stride, padding=padding, bias=False)
@@ -87,15 +88,6 @@ class VideoResNet(nn.Module):
         for _ in range(1, blocks):
             layers.append(block(self.inplanes, planes, conv_builder))
         return nn.Sequential(*layers)
-
-def causal_reference(model):
-    ref = copy.deepcopy(model)
-    for m in ref.modules():
-        if isinstance(m, nn.Conv3d) and m.padding[0]:
-            p = m.padding[0]
-            m.padding = (0, *m.padding[1:])
-            m.register_forward_pre_hook(lambda mod, args, p=p: (F.pad(args[0], (0, 0, 0, 0, 2 * p, 0)),))
-    return ref
 
 
 def r3d_10(num_classes: int = 10) -> VideoResNet:

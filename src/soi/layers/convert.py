@@ -19,10 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from torch import nn
-
-import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..core.containers import (
     Concat,
@@ -38,7 +35,7 @@ from .conv import STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .pooling import STMCAvgPoolNd, STMCMaxPoolNd
 
-__all__ = ["convert", "ConversionError", "EndPadded"]
+__all__ = ["ConversionError", "EndPadded", "convert"]
 
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}
 _CONV_TS = {nn.ConvTranspose1d: 1, nn.ConvTranspose2d: 2, nn.ConvTranspose3d: 3}

@@ -36,20 +36,19 @@ every node are fixed when it is built.
 from __future__ import annotations
 
 import dataclasses
-import math
-import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..core.containers import DelayLine
 from ..core.state import State, StreamingModule
-from ..core.timing import Clock, FrameShape, Timing, Work, conv_macs
+from ..core.timing import Clock, FrameShape, Timing, Work
 from .recurrent import Recurrent, RecurrentState
 
-__all__ = ["Form", "Ref", "FrameOp", "Constant", "CumulativePool", "TracedRecurrent", "StreamGraph", "GraphState"]
+__all__ = ["Constant", "CumulativePool", "Form", "FrameOp", "GraphState", "Ref", "StreamGraph", "TracedRecurrent"]
 
 
 # ==================================================================================================

@@ -21,9 +21,8 @@ import operator
 from typing import Any
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 
 from ..core.containers import DelayLine, FrameWise, Sequential, frame_wise_problem
 from ..core.state import StreamingModule
@@ -130,6 +129,10 @@ def _guess_input(gm: fx.GraphModule) -> tuple[int, ...] | None:
     return None
 
 
+def _holds_tensors(v: Any) -> bool:
+    return isinstance(v, (tuple, list)) and any(isinstance(e, Tensor) or _holds_tensors(e) for e in v)
+
+
 def _value(v: Any) -> Any:
     return v
 
@@ -150,7 +153,7 @@ def _close(a: Any, b: Any) -> bool:
 def _same(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failed comparison means "not the same"
         return False
 
 
@@ -227,7 +230,7 @@ class _Builder:
             if times:
                 return ("stream", times[0], batches[0])
             return ("frame", -1, batches[0])
-        if isinstance(a, (tuple, list)) and a and all(isinstance(v, Tensor) for v in a):
+        if _holds_tensors(a):
             return ("tuple", -1, -1) if self.dep[n] else ("const", -1, -1)
         return ("static", -1, -1) if _same(a, b) else ("timesize", -1, -1)
 
@@ -304,8 +307,8 @@ class _Builder:
         return Ref(k, form)
 
     def template(self, n: fx.Node) -> tuple[Any, Any]:
-        to_ref = lambda a: self.ref(a) if isinstance(a, fx.Node) else a  # noqa: E731
-        conv = lambda v: tuple(conv(x) for x in v) if isinstance(v, tuple) else [conv(x) for x in v] if isinstance(v, list) else {k: conv(x) for k, x in v.items()} if isinstance(v, dict) else slice(conv(v.start), conv(v.stop), conv(v.step)) if isinstance(v, slice) else to_ref(v)  # noqa: E731
+        to_ref = lambda a: self.ref(a) if isinstance(a, fx.Node) else a
+        conv = lambda v: tuple(conv(x) for x in v) if isinstance(v, tuple) else [conv(x) for x in v] if isinstance(v, list) else {k: conv(x) for k, x in v.items()} if isinstance(v, dict) else slice(conv(v.start), conv(v.stop), conv(v.step)) if isinstance(v, slice) else to_ref(v)
         return conv(tuple(n.args)), conv(dict(n.kwargs))
 
     def add(self, n: fx.Node, op: GraphOp, module: nn.Module | None = None) -> None:
@@ -581,7 +584,6 @@ class _Builder:
             return
         length = lengths.pop() if lengths else 2
         values = {r: self.check_input(r, nodes_of[r.src], length) if r.form.timed else self.v2[nodes_of[r.src]] for r in refs}
-        want = self.v2[n]
         module64 = self.gm64.get_submodule(n.target) if module is not None else None
         target = module if module is not None else n.target
         out = self.v2[n]
@@ -603,9 +605,7 @@ class _Builder:
             shape[f.ta] = length
             return v.expand(shape)
 
-        if kind == "tuple":
-            form = form_of(out, kind, ta)
-        elif kind in ("stream", "frame"):
+        if kind == "tuple" or kind in ("stream", "frame"):
             form = form_of(out, kind, ta)
         else:
             self.fail(self.where(n), self.what(n), f"gives a {kind} value from a stream")
@@ -743,7 +743,7 @@ class _Builder:
         for op in self.ops:
             for r in op.refs:
                 users[r.src] = users.get(r.src, 0) + 1
-        chainable = lambda op: op.kind == "stream" and op.refs[0].form == Form("stream", 2) and op.form == Form("stream", 2) and not isinstance(self.modules[op.name], (TracedRecurrent,))  # noqa: E731
+        chainable = lambda op: op.kind == "stream" and op.refs[0].form == Form("stream", 2) and op.form == Form("stream", 2) and not isinstance(self.modules[op.name], (TracedRecurrent,))
         k = 0
         while k < len(self.ops):
             op = self.ops[k]
@@ -773,7 +773,7 @@ class _Builder:
         if len(keep) == len(self.ops):
             return None
         new_index = {j: i for i, j in enumerate(keep)}
-        renumber = lambda r: Ref(new_index[r.src], r.form, r.align)  # noqa: E731
+        renumber = lambda r: Ref(new_index[r.src], r.form, r.align)
         ops = []
         for j in keep:
             o = self.ops[j]
