@@ -130,3 +130,11 @@ def test_same_padding_converts_for_odd_and_even_time_kernels(k, d, dims):
 def test_same_padding_with_an_even_kernel_across_frequency_says_why():
     with pytest.raises(soi.ConversionError, match="even kernel in non-time axis 1"):
         soi.convert(nn.Sequential(nn.Conv2d(2, 2, (3, 4), padding="same")))
+
+
+def test_average_pooling_that_does_not_count_time_padding_is_refused():
+    with pytest.raises(soi.ConversionError, match="count_include_pad=False with time padding"):
+        soi.convert(nn.Sequential(nn.AvgPool1d(3, stride=1, padding=1, count_include_pad=False)))
+    net = nn.Sequential(nn.AvgPool2d((3, 3), stride=1, padding=(0, 1), count_include_pad=False)).double()
+    x = torch.randn(1, 2, 6, 5, dtype=torch.float64)
+    torch.testing.assert_close(soi.convert(net)(x), net(x))  # valid in time: nothing to count

@@ -209,6 +209,9 @@ class _Converter:
             if 2 * own_pad[0] != history:
                 self.fail(path, f"transposed convolution with time padding {own_pad[0]} gives {history - 2 * own_pad[0]:+d} frames; streaming needs padding (k-1)*d/2 = {history / 2}")
                 return None
+        if kind == "avg" and not m.count_include_pad and any(time_pad):
+            self.fail(path, "count_include_pad=False with time padding: the frames before a stream are zeros in its history, and they count; pad non-time axes only, or count the padding")
+            return None
         ends = self.lookahead(path, history, time_pad)
         if ends is None:
             return None
