@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+
 from torch import Tensor, nn
 
 from ..core.containers import DelayLine, Sequential
@@ -37,7 +38,7 @@ from ..layers.conv import STMCConvNd
 from ..layers.graph import Form, GraphOp, Ref, StreamGraph, map_refs
 from ..layers.pooling import STMCAvgPoolNd, STMCMaxPoolNd
 from .pairs import SSCC, SCCPair
-from .upsample import UPSAMPLERS
+from .upsample import UPSAMPLERS, make_upsampler
 
 __all__ = ["Decimate", "ScatterError", "scatter"]
 
@@ -109,6 +110,8 @@ def _strided(layer: nn.Module, stride: int, where: str) -> nn.Module:
 
 
 def _pair(inner: StreamingModule, span_stride: int, stride: int, upsampler, shift: int, channels: int, frame: tuple) -> nn.Module:
+    if isinstance(upsampler, str):  # sized, so that init_state builds the whole state (export needs it)
+        upsampler = make_upsampler(upsampler, inner.stride, channels, frame)
     if shift:
         pair: nn.Module = SSCC(inner, upsampler, frames=shift, channels=channels, frame_size=frame)
     else:
@@ -168,7 +171,7 @@ def _scatter_sequential(model: Sequential, start: str, end: str, stride: int, up
 
 
 def _node_name(graph: StreamGraph, name: str) -> str:
-    return name[len("nodes.") :] if name.startswith("nodes.") else name
+    return name.removeprefix("nodes.")
 
 
 def _retime(ops: list[GraphOp], nodes: dict[str, nn.Module], align: list[DelayLine]) -> None:
@@ -259,8 +262,8 @@ def _scatter_graph(model: StreamGraph, start: str, end: str, stride: int, upsamp
     sub_ops = [GraphOp("input", form=ent.form, shape=ent.shape, batch_axis=0, empty=ent.empty, timing=Timing())]
     sub_nodes: dict[str, nn.Module] = {}
     first = [k for k in region if any(r.src == entry for r in ops[k].refs)]
-    for k in region:
-        sub_index[k] = len(sub_ops)
+    for n, k in enumerate(region):
+        sub_index[k] = n + 1
     renumber = lambda r: Ref(sub_index[r.src], r.form, -1)
     for k in region:
         op = dataclasses.replace(ops[k])
