@@ -354,3 +354,39 @@ def test_traced_model_exports_to_onnx(name, cls, shape, ref, tmp_path):
     assert all(s["initial"] for s in man["state"])
     parity = compare_export(model, tmp_path, steps=12)
     assert parity["max_abs"] <= 1e-5, f"{name}: ONNX Runtime vs PyTorch {parity}"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Conv1d(2, 3, 3, padding=1), nn.Conv2d(2, 3, (3, 3), padding=1), nn.MaxPool2d((2, 2), stride=(1, 2))],
+    ids=["conv1d", "conv2d", "maxpool2d"],
+)
+def test_a_bare_layer_converts_module_by_module(layer):
+    """A root module that is itself a layer converts as a one-layer chain (tracing its forward
+    would only see the functional op)."""
+    net = layer.double()
+    x = torch.randn(2, 2, 9, *([6] if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)) else []), dtype=torch.float64)
+    converted = soi.convert(net)
+    assert not isinstance(converted, StreamGraph), type(converted).__name__
+    with torch.no_grad():
+        ref = net(x)
+        out = converted(x)
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    assert_close(out, ref, "bare layer offline", 1e-12)
+
+
+def test_a_zero_frame_chunk_through_a_cumulative_adaptive_pool():
+    class Pooled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+
+        def forward(self, x):
+            return self.pool(torch.relu(self.conv(x)))
+
+    x = torch.randn(1, 2, 7, 6, dtype=torch.float64)
+    model = soi.convert(Pooled().double(), x, causal=True)
+    assert any(isinstance(m, CumulativePool) for m in model.modules())
+    with_empty = stream(model, x, [1, 0, 3, 0, 3])
+    assert_close(with_empty, stream(model, x, [1, 3, 3]), "zero-frame chunks change nothing", 0.0)

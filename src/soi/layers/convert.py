@@ -333,13 +333,14 @@ def convert(module: nn.Module, example_input: Tensor | None = None, *, causal: b
     >>> torch.equal(stream(x), net(x))   # offline: the same function
     """
     sequential = isinstance(module, (nn.Sequential, Sequential, Concat, Residual, StreamingModule))
-    if sequential:
-        out, problems = _module_path(module, causal)
-        if not problems:
-            return out.train(module.training)
-        custom = any("custom forward()" in reason for _, reason in problems)
-        if isinstance(module, StreamingModule) and not custom:
-            raise ConversionError(problems)
+    # Module by module first, for a bare layer too (nn.Conv1d, nn.GRU): tracing its forward would
+    # only see the functional op.
+    out, problems = _module_path(module, causal)
+    if not problems:
+        return out.train(module.training)
+    custom = any("custom forward()" in reason for _, reason in problems)
+    if isinstance(module, StreamingModule) and not custom:
+        raise ConversionError(problems)
     from .trace import convert_graph
 
     graph, graph_problems = convert_graph(module, example_input, causal)

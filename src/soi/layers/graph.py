@@ -272,7 +272,9 @@ class CumulativePool(StreamingModule):
         self._check_like(x, state.total)
         ta, n = self.ta, x.shape[self.ta]
         y = x
-        if self.adaptive is not None:
+        if self.adaptive is not None and n == 0:  # torch's adaptive pools refuse an empty input
+            y = x.new_zeros((*x.shape[: x.dim() - len(self.adaptive)], *self.adaptive))
+        elif self.adaptive is not None:
             size = (None, *self.adaptive)
             y = getattr(torch.nn.functional, f"adaptive_{'max' if self.mode == 'max' else 'avg'}_pool{len(size)}d")(y, size)
         if self.dims:
