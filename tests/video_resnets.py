@@ -96,3 +96,33 @@ def causal_reference(model: nn.Module) -> nn.Module:
             m.padding = (0, *m.padding[1:])
             m.register_forward_pre_hook(lambda mod, args, p=p: (F.pad(args[0], (0, 0, 0, 0, 2 * p, 0)),))
     return ref
+
+
+class Conv2Plus1D(nn.Sequential):
+    """torchvision's (2+1)D convolution: a (1, 3, 3) spatial convolution to ``midplanes``, BatchNorm,
+    ReLU, then a (3, 1, 1) temporal convolution (the time stride is the temporal conv's)."""
+    def __init__(self, in_planes, out_planes, midplanes, stride=1, padding=1):
+        super().__init__(
+            nn.Conv3d(in_planes, midplanes, kernel_size=(1, 3, 3), stride=(1, stride, stride), padding=(0, padding, padding), bias=False),
+            nn.BatchNorm3d(midplanes),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(midplanes, out_planes, kernel_size=(3, 1, 1), stride=(stride, 1, 1), padding=(padding, 0, 0), bias=False),
+        )
+    @staticmethod
+    def get_downsample_stride(stride):
+        return stride, stride, stride
+
+class R2Plus1dStem(nn.Sequential):
+    def __init__(self):
+        super().__init__(
+            nn.Conv3d(3, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False),
+            nn.BatchNorm3d(45),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(45, 64, kernel_size=(3, 1, 1), stride=(1, 1, 1), padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(64),
+            nn.ReLU(inplace=True),
+        )
+
+
+def r2plus1d_18(num_classes: int = 10) -> VideoResNet:
+    return VideoResNet(BasicBlock, [Conv2Plus1D] * 4, [2, 2, 2, 2], R2Plus1dStem, num_classes=num_classes)

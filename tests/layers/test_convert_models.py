@@ -3,7 +3,8 @@ layers [1, 1, 1, 1], the stem Conv3d(3, 64, (3, 7, 7), stride (1, 2, 2), padding
 downsampling + BatchNorm, AdaptiveAvgPool3d + fc), written here as plain torch (torchvision does not
 load beside this torch build). Its temporal padding is symmetric, so it converts with causal=True:
 the same weights with left padding in time. Streamed == the causal torch model on every prefix
-(float64), executed MACs per step == the analytic cost, ONNX export with explicit state."""
+(float64), executed MACs per step == the analytic cost, ONNX export with explicit state. The same for
+an R(2+1)D-18 (Conv2Plus1D blocks, layers [2, 2, 2, 2], R2Plus1dStem)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch import nn
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.testing import assert_close, stream
-from tests.video_resnets import causal_reference, r3d_10
+from tests.video_resnets import causal_reference, r2plus1d_18, r3d_10
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,66 @@ def test_r3d_exports_to_onnx(tmp_path):
     net = r3d_10().eval()
     model = soi.convert(net, torch.randn(1, 3, 8, 32, 32), causal=True).eval()
     man = export_onnx(model, tmp_path, (1, 3, 8, 32, 32))  # chunks of 8 frames: one graph per step
+    assert len(man["graphs"]) == 1
+    parity = compare_export(model, tmp_path, steps=3)
+    assert parity["max_abs"] <= 1e-5, parity
+
+
+# R(2+1)D-18 as torchvision's VideoResNet lays it out: BasicBlock with Conv2Plus1D (a (1, 3, 3) spatial
+# conv to torchvision's midplanes, BatchNorm, ReLU, a (3, 1, 1) temporal conv), layers [2, 2, 2, 2],
+# R2Plus1dStem, 1x1x1 downsampling + BatchNorm, AdaptiveAvgPool3d + fc; 16x16 frames keep it fast.
+
+
+@pytest.fixture(scope="module")
+def r2plus1d():
+    torch.manual_seed(0)
+    net = r2plus1d_18().double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 9, 16, 16, dtype=torch.float64)
+    return net, x, soi.convert(net, x, causal=True)
+
+
+def test_r2plus1d_converts_to_a_graph_of_soi_layers(r2plus1d):
+    net, _, model = r2plus1d
+    assert model.timing.stride == 8 and model.delay == 0
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())
+    convs = [m for m in model.modules() if isinstance(m, soi.STMCConvNd)]
+    assert len(convs) == 2 + 8 * 2 * 2 + 3, "stem (2+1)D, two (2+1)D convs per block, three downsampling"
+    assert all(c.lookahead == 0 for c in convs), "causal=True: no convolution looks ahead"
+
+
+def test_r2plus1d_streams_like_the_causal_torch_model(r2plus1d):
+    net, x, model = r2plus1d
+    ref = causal_reference(net)
+    with torch.no_grad():
+        want = torch.stack([ref(x[:, :, : 8 * j + 1]) for j in range(2)], dim=2)
+        got = model(x)
+        assert_close(got, want, "r(2+1)d-18: converted vs causal torch on each prefix")
+        for chunk in (1, "random"):
+            assert_close(stream(model, x, chunk), got, f"r(2+1)d-18: streamed in chunks {chunk!r}")
+
+
+def test_r2plus1d_executes_the_analytic_macs_per_step(r2plus1d):
+    _, x, model = r2plus1d
+    executed = measure_steps(model, x[:, :, :8], chunk=1)
+    analytic = schedule(analyze(model), 8)
+    for t, (e, a) in enumerate(zip(executed, analytic)):
+        assert e.step == a.step, f"r(2+1)d-18: step {t} executed {e.step} MACs, analytic {a.step}"
+    assert [a.step for a in analytic] == [68074460, 27591644, 45876700, 27591644, 59918812, 27591644, 45876700, 27591644]
+
+
+def test_r2plus1d_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from soi.deploy.export import compare_export, export_onnx
+
+    torch.manual_seed(1)
+    net = r2plus1d_18().eval()
+    model = soi.convert(net, torch.randn(1, 3, 8, 16, 16), causal=True).eval()
+    man = export_onnx(model, tmp_path, (1, 3, 8, 16, 16))
     assert len(man["graphs"]) == 1
     parity = compare_export(model, tmp_path, steps=3)
     assert parity["max_abs"] <= 1e-5, parity
