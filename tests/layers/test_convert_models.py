@@ -4,7 +4,8 @@ downsampling + BatchNorm, AdaptiveAvgPool3d + fc), written here as plain torch (
 load beside this torch build). Its temporal padding is symmetric, so it converts with causal=True:
 the same weights with left padding in time. Streamed == the causal torch model on every prefix
 (float64), executed MACs per step == the analytic cost, ONNX export with explicit state. The same for
-an R(2+1)D-18 (Conv2Plus1D blocks, layers [2, 2, 2, 2], R2Plus1dStem)."""
+an R(2+1)D-18 (Conv2Plus1D blocks, layers [2, 2, 2, 2], R2Plus1dStem), and for a GhostNet 1.0x table at
+width 0.25 (Han et al. 2020, tests/ghostnet.py) over (B, 1, T, mels)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from torch import nn
 
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
+from soi.layers.graph import CumulativePool
 from soi.testing import assert_close, stream
+from tests.ghostnet import causal_reference as ghost_causal_reference, ghostnet
 from tests.video_resnets import causal_reference, r2plus1d_18, r3d_10
 
 
@@ -144,6 +147,73 @@ def test_r2plus1d_exports_to_onnx(tmp_path):
     net = r2plus1d_18().eval()
     model = soi.convert(net, torch.randn(1, 3, 8, 16, 16), causal=True).eval()
     man = export_onnx(model, tmp_path, (1, 3, 8, 16, 16))
+    assert len(man["graphs"]) == 1
+    parity = compare_export(model, tmp_path, steps=3)
+    assert parity["max_abs"] <= 1e-5, parity
+
+
+# GhostNet (Han et al. 2020) over (B, 1, T, mels): the paper's 1.0x cfgs at width 0.25, 2-d convolutions
+# over (time, mel). GhostModule concatenates and slices channels (per frame), seven SE gates pool over
+# (T, F) (causal cumulative means), five stride-2 stages: one posterior per 32 frames.
+
+
+@pytest.fixture(scope="module")
+def ghost():
+    torch.manual_seed(0)
+    net = ghostnet(width=0.25).double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 1, 65, 32, dtype=torch.float64)
+    return net, x, soi.convert(net, x, causal=True)
+
+
+def test_ghostnet_converts_to_a_graph_of_soi_layers(ghost):
+    net, _, model = ghost
+    assert model.timing.stride == 32 and model.delay == 0
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())
+    convs = [m for m in model.modules() if isinstance(m, soi.STMCConvNd)]
+    assert convs and all(c.lookahead == 0 for c in convs), "causal=True: no convolution looks ahead"
+    pools = [m for m in model.modules() if isinstance(m, CumulativePool)]
+    assert len(pools) == 7 + 1, "seven SE pools and the global pool become cumulative means"
+
+
+def test_ghostnet_streams_like_the_causal_torch_model(ghost):
+    net, x, model = ghost
+    ref = ghost_causal_reference(net)
+    with torch.no_grad():
+        # one posterior per 32 frames: output j after frame 32j, on frames 0..32j
+        want = torch.stack([ref(x[:, :, : 32 * j + 1]) for j in range(3)], dim=2)
+        got = model(x)
+        assert_close(got, want, "ghostnet: converted vs causal torch on each prefix")
+        for chunk in (1, "random"):
+            assert_close(stream(model, x, chunk), got, f"ghostnet: streamed in chunks {chunk!r}")
+        # torch's own SE on a prefix gates every earlier frame with the mean of the whole prefix:
+        # no stream can (it needs later frames); so the reference pools the SEs causally
+        plain = net(x[:, :, :65])
+        assert not torch.allclose(plain, want[:, :, -1]), "the SEs' causal means change the function"
+
+
+def test_ghostnet_executes_the_analytic_macs_per_step(ghost):
+    _, x, model = ghost
+    executed = measure_steps(model, x[:, :, :32], chunk=1)
+    analytic = schedule(analyze(model), 32)
+    for t, (e, a) in enumerate(zip(executed, analytic)):
+        assert e.step == a.step, f"ghostnet: step {t} executed {e.step} MACs, analytic {a.step}"
+    assert [a.step for a in analytic[:5]] == [522268, 0, 2584, 0, 8096], "the stem runs every 2nd frame"
+    assert sum(a.step for a in analytic) == 682804
+
+
+def test_ghostnet_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from soi.deploy.export import compare_export, export_onnx
+
+    torch.manual_seed(1)
+    net = ghostnet(width=0.25).eval()
+    model = soi.convert(net, torch.randn(1, 1, 32, 32), causal=True).eval()
+    man = export_onnx(model, tmp_path, (1, 1, 32, 32))  # chunks of 32 frames: one graph per step
     assert len(man["graphs"]) == 1
     parity = compare_export(model, tmp_path, steps=3)
     assert parity["max_abs"] <= 1e-5, parity
