@@ -138,3 +138,65 @@ def test_average_pooling_that_does_not_count_time_padding_is_refused():
     net = nn.Sequential(nn.AvgPool2d((3, 3), stride=1, padding=(0, 1), count_include_pad=False)).double()
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64)
     torch.testing.assert_close(soi.convert(net)(x), net(x))  # valid in time: nothing to count
+
+
+PADDING_MODES = [
+    pytest.param(dims, mode, id=f"{dims}d-{mode}") for dims in (2, 3) for mode in ("reflect", "replicate", "circular")
+]
+
+
+@pytest.mark.parametrize("dims,mode", PADDING_MODES)
+def test_padding_mode_in_non_time_axes_converts_exactly(dims, mode):
+    """``padding_mode`` other than zeros in the non-time axes: each window's non-time axes are
+    padded in that mode (F.pad) before the convolution, as torch pads them; time padded with zeros
+    by a pad module before it. Streamed == torch; executed MACs per step == the analytic cost
+    (every border tap is a real product)."""
+    from soi.analysis.cost import analyze, measure_steps, schedule
+    from soi.layers.conv import ModePaddedConvNd
+
+    torch.manual_seed(dims)
+    conv = getattr(nn, f"Conv{dims}d")
+    rest = (dims - 1)
+    net = nn.Sequential(
+        getattr(nn, f"ZeroPad{dims}d")((0, 0) * rest + (2, 0)),                 # causal zeros in time
+        conv(2, 3, 3, padding=(0, *[1] * rest), padding_mode=mode),
+        nn.ReLU(),
+        conv(3, 2, (1, *[3] * rest), stride=(1, *[2] * rest), padding=(0, *[2] * rest), padding_mode=mode),
+        conv(2, 2, (1, *[3] * rest), padding="same", padding_mode=mode),
+    ).double().eval()
+    model = soi.convert(net)
+    assert sum(isinstance(m, ModePaddedConvNd) for m in model.modules()) == 3
+    x = torch.randn(2, 2, 9, *([6] * rest), dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net(x), msg=f"{dims}d {mode}: converted differs from torch")
+    assert_streams_like_offline(model, x, [1, 2, "random"], case=f"padding_mode {mode} {dims}d")
+    executed = measure_steps(model, x[:1, :, :3], chunk=1)
+    for t, (e, a) in enumerate(zip(executed, schedule(analyze(model, x.shape[1:2] + x.shape[3:]), 3))):
+        assert e.step == a.step, f"{dims}d {mode}: step {t} executed {e.step} MACs, analytic {a.step}"
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["as-is", "causal"])
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_mode_in_time_is_refused_saying_why(mode, causal):
+    net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, padding_mode=mode))
+    with pytest.raises(soi.ConversionError, match=f"padding_mode='{mode}' pads time too: .* a stream does not have"):
+        soi.convert(net, causal=causal)
+    with pytest.raises(soi.ConversionError, match="pads time too"):
+        soi.convert(nn.Sequential(nn.Conv3d(2, 2, 3, padding="same", padding_mode=mode)))
+
+
+def test_padding_mode_conv_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from soi.deploy.export import compare_export, export_onnx
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.ZeroPad2d((0, 0, 2, 0)), nn.Conv2d(1, 4, 3, padding=(0, 1), padding_mode="reflect"), nn.BatchNorm2d(4),
+        nn.ReLU(), nn.Conv2d(4, 2, (1, 3), padding=(0, 1), padding_mode="circular"),
+    ).eval()
+    _randomise_bn(net)
+    model = soi.convert(net, torch.randn(1, 1, 4, 8)).eval()
+    export_onnx(model, tmp_path, (1, 1, 1, 8))
+    parity = compare_export(model, tmp_path, steps=4)
+    assert parity["max_abs"] <= 1e-5, parity

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..core.timing import FrameShape, conv_macs
 from ..core.window import TemporalWindow, ntuple, repr_args, with_dims
 
-__all__ = ["ConvWindow", "STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d"]
+__all__ = ["ConvWindow", "STMCConvNd", "STMCConv1d", "STMCConv2d", "STMCConv3d", "ModePaddedConvNd"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -145,3 +145,38 @@ class STMCConvNd(ConvWindow):
 STMCConv1d = with_dims(STMCConvNd, 1, "STMC convolution over ``(B, C, T)``.")
 STMCConv2d = with_dims(STMCConvNd, 2, "STMC convolution over ``(B, C, T, F)``.")
 STMCConv3d = with_dims(STMCConvNd, 3, "STMC convolution over ``(B, C, T, H, W)``.")
+
+
+class ModePaddedConvNd(STMCConvNd):
+    """An STMC convolution whose non-time axes are padded in ``padding_mode`` (``'reflect'``,
+    ``'replicate'`` or ``'circular'``), as ``torch.nn.ConvNd(padding_mode=...)`` pads them:
+    ``F.pad`` of each window's non-time axes, then the convolution unpadded. Time is never padded
+    by the mode (a reflected, replicated or wrapped border in time needs frames after the start or
+    the sequence end; ``soi.convert`` refuses it). Its own ``window_op``, so the lean deployment
+    form and ``soi.scatter``'s re-striding leave it as it is."""
+
+    MODES = ("reflect", "replicate", "circular")
+
+    def __init__(self, dims: int, *args, padding_mode: str = "reflect", **kwargs) -> None:
+        super().__init__(dims, *args, **kwargs)
+        if padding_mode not in self.MODES:
+            raise ValueError(f"ModePaddedConvNd: padding_mode must be one of {self.MODES}, got {padding_mode!r}")
+        if dims < 2:
+            raise ValueError("ModePaddedConvNd: a 1-d convolution has no non-time axis to pad")
+        self.padding_mode = padding_mode
+        # F.pad order: last axis first; time (dimension 2) is the last pair and is not padded
+        self._mode_pad = tuple(q for p in reversed(self.padding) for q in (p, p)) + (0, 0)
+
+    def window_op(self, window: Tensor) -> Tensor:
+        x = F.pad(window, self._mode_pad, mode=self.padding_mode)
+        return _CONV[self.dims](x, self.weight, self.bias, self.conv_stride, 0, self.dilation, self.groups)
+
+    def macs(self, shape: FrameShape, dense: bool = False) -> int:
+        """Every tap is a real product: the border holds input values, not zeros."""
+        w = tuple(self.weight.shape)
+        padded = tuple(n + 2 * p for n, p in zip(shape[1:], self.padding))
+        per_tap = conv_macs(padded, (1, 1, *w[3:]), self.conv_stride[1:], (0,) * len(self.padding), self.dilation[1:], False, (0,) * len(self.padding), dense)
+        return w[0] * w[1] * self.time_kernel * per_tap
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, padding_mode={self.padding_mode!r}"

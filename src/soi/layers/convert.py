@@ -31,7 +31,7 @@ from ..core.containers import (
 )
 from ..core.state import StreamingModule
 from ..core.window import TemporalWindow, WindowState
-from .conv import STMCConvNd
+from .conv import ModePaddedConvNd, STMCConvNd
 from .conv_transpose import STMCConvTransposeNd
 from .pooling import STMCAvgPoolNd, STMCMaxPoolNd
 
@@ -162,9 +162,6 @@ class _Converter:
             d = getattr(m, "dilation", 1)
             d = d if not isinstance(d, int) else (d,) * dims
         else:
-            if m.padding_mode != "zeros":
-                self.fail(path, f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')")
-                return None
             s, d = tuple(m.stride), tuple(m.dilation)
             if m.padding == "valid":
                 own_pad = (0,) * dims
@@ -181,6 +178,21 @@ class _Converter:
             else:
                 own_pad = tuple(m.padding)
         history = (k[0] - 1) * d[0]
+        mode = getattr(m, "padding_mode", "zeros") if kind == "conv" else "zeros"
+        if mode != "zeros":
+            # torch pads every axis in the mode; a stream can pad the non-time axes of each frame so
+            if own_pad[0] or (same_time is not None and any(same_time)):
+                self.fail(
+                    path,
+                    f"padding_mode={mode!r} pads time too: a {mode} border in time is made of frames after the "
+                    "first (or, for 'circular', the sequence end), which a stream does not have when it starts; "
+                    "pad time with zeros (nn.ZeroPad / F.pad before it, or padding 0 in time) and keep the mode "
+                    "for the other axes",
+                )
+                return None
+            if pad is not None and any(pad[1]):
+                self.fail(path, f"a zero pad module of the non-time axes before a convolution with padding_mode={mode!r} is not supported")
+                return None
         fill = float("-inf") if kind == "max" else 0.0
         if pad is not None:
             time_pad, rest_pad, value = pad
@@ -217,10 +229,11 @@ class _Converter:
             return None
         f, end = ends
         if kind == "conv":
-            new = STMCConvNd(
+            modal = mode != "zeros" and any(rest_pad)
+            new = (ModePaddedConvNd if modal else STMCConvNd)(
                 dims, m.in_channels, m.out_channels, k, stride=s, padding=rest_pad, dilation=d,
                 groups=m.groups, bias=m.bias is not None, lookahead=f,
-                device=m.weight.device, dtype=m.weight.dtype,
+                device=m.weight.device, dtype=m.weight.dtype, **({"padding_mode": mode} if modal else {}),
             )  # fmt: skip
         elif kind == "convT":
             new = STMCConvTransposeNd(
