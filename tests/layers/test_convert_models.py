@@ -21,26 +21,44 @@ from tests.ghostnet import causal_reference as ghost_causal_reference, ghostnet
 from tests.video_resnets import causal_reference, r2plus1d_18, r3d_10
 
 
-@pytest.fixture(scope="module")
-def r3d():
+# The two VideoResNets: (name, builder, frame size, STMC convolutions after conversion). R(2+1)D-18:
+# BasicBlock with Conv2Plus1D (a (1, 3, 3) spatial conv to torchvision's midplanes, BatchNorm, ReLU,
+# a (3, 1, 1) temporal conv), layers [2, 2, 2, 2], R2Plus1dStem; 16x16 frames keep it fast.
+VIDEO_RESNETS = {
+    "r3d-10": (r3d_10, 32, 1 + 4 * 2 + 3),  # stem, two per block, three downsampling convolutions
+    "r(2+1)d-18": (r2plus1d_18, 16, 2 + 8 * 2 * 2 + 3),  # stem (2+1)D, two (2+1)D convs per block, three downsampling
+}
+
+
+def _video_resnet(name: str):
+    build, size, _ = VIDEO_RESNETS[name]
     torch.manual_seed(0)
-    net = r3d_10().double().eval()
+    net = build().double().eval()
     for m in net.modules():
         if isinstance(m, nn.BatchNorm3d):
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
-    x = torch.randn(1, 3, 9, 32, 32, dtype=torch.float64)
+    x = torch.randn(1, 3, 9, size, size, dtype=torch.float64)
     return net, x, soi.convert(net, x, causal=True)
 
 
-def test_r3d_converts_to_a_graph_of_soi_layers(r3d):
-    net, _, model = r3d
-    assert model.timing.stride == 8 and model.delay == 0
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())
-    convs = [m for m in model.modules() if isinstance(m, soi.STMCConvNd)]
-    assert len(convs) == 1 + 4 * 2 + 3, "stem, two per block, three downsampling convolutions"
-    assert all(c.lookahead == 0 for c in convs), "causal=True: no convolution looks ahead"
+@pytest.fixture(scope="module", params=list(VIDEO_RESNETS), ids=str)
+def video_resnet(request):
+    return request.param, *_video_resnet(request.param)
 
+
+@pytest.fixture(scope="module")
+def r3d():
+    return _video_resnet("r3d-10")
+
+
+def test_video_resnet_converts_to_a_graph_of_soi_layers(video_resnet):
+    name, net, _, model = video_resnet
+    assert model.timing.stride == 8 and model.delay == 0, name
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters()), name
+    convs = [m for m in model.modules() if isinstance(m, soi.STMCConvNd)]
+    assert len(convs) == VIDEO_RESNETS[name][2], f"{name}: {len(convs)} convolutions"
+    assert all(c.lookahead == 0 for c in convs), f"{name}: causal=True, yet a convolution looks ahead"
 
 
 def test_r3d_converts_as_it_is_too_with_look_ahead(r3d):
@@ -57,99 +75,41 @@ def test_r3d_converts_as_it_is_too_with_look_ahead(r3d):
         assert_close(stream(model, x, "random"), got, "r3d-10 as it is: streamed in random chunks")
 
 
-def test_r3d_streams_like_the_causal_torch_model(r3d):
-    net, x, model = r3d
+def test_video_resnet_streams_like_the_causal_torch_model(video_resnet):
+    name, net, x, model = video_resnet
     ref = causal_reference(net)
     with torch.no_grad():
         # one posterior per 8 frames (the time stride): output j after frame 8j, on frames 0..8j
         want = torch.stack([ref(x[:, :, : 8 * j + 1]) for j in range(2)], dim=2)
         got = model(x)
-        assert_close(got, want, "r3d-10: converted vs causal torch on each prefix")
+        assert_close(got, want, f"{name}: converted vs causal torch on each prefix")
         for chunk in (1, "random"):
-            assert_close(stream(model, x, chunk), got, f"r3d-10: streamed in chunks {chunk!r}")
+            assert_close(stream(model, x, chunk), got, f"{name}: streamed in chunks {chunk!r}")
 
 
-def test_r3d_executes_the_analytic_macs_per_step(r3d):
-    _, x, model = r3d
+def test_video_resnet_executes_the_analytic_macs_per_step(video_resnet):
+    name, _, x, model = video_resnet
     executed = measure_steps(model, x[:, :, :8], chunk=1)
     analytic = schedule(analyze(model), 8)
     for t, (e, a) in enumerate(zip(executed, analytic)):
-        assert e.step == a.step, f"r3d-10: step {t} executed {e.step} MACs, analytic {a.step}"
-    assert len({a.step for a in analytic}) == 4, "the deeper stages run every 2nd, 4th and 8th frame"
+        assert e.step == a.step, f"{name}: step {t} executed {e.step} MACs, analytic {a.step}"
+    assert len({a.step for a in analytic}) == 4, f"{name}: the deeper stages run every 2nd, 4th and 8th frame"
 
 
-def test_r3d_exports_to_onnx(tmp_path):
+@pytest.mark.parametrize("name", list(VIDEO_RESNETS))
+def test_video_resnet_exports_to_onnx(tmp_path, name):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     from soi.deploy.export import compare_export, export_onnx
 
+    build, size, _ = VIDEO_RESNETS[name]
     torch.manual_seed(1)
-    net = r3d_10().eval()
-    model = soi.convert(net, torch.randn(1, 3, 8, 32, 32), causal=True).eval()
-    man = export_onnx(model, tmp_path, (1, 3, 8, 32, 32))  # chunks of 8 frames: one graph per step
-    assert len(man["graphs"]) == 1
+    shape = (1, 3, 8, size, size)
+    model = soi.convert(build().eval(), torch.randn(shape), causal=True).eval()
+    man = export_onnx(model, tmp_path, shape)  # chunks of 8 frames: one graph per step
+    assert len(man["graphs"]) == 1, name
     parity = compare_export(model, tmp_path, steps=3)
-    assert parity["max_abs"] <= 1e-5, parity
-
-
-# R(2+1)D-18 as torchvision's VideoResNet lays it out: BasicBlock with Conv2Plus1D (a (1, 3, 3) spatial
-# conv to torchvision's midplanes, BatchNorm, ReLU, a (3, 1, 1) temporal conv), layers [2, 2, 2, 2],
-# R2Plus1dStem, 1x1x1 downsampling + BatchNorm, AdaptiveAvgPool3d + fc; 16x16 frames keep it fast.
-
-
-@pytest.fixture(scope="module")
-def r2plus1d():
-    torch.manual_seed(0)
-    net = r2plus1d_18().double().eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    x = torch.randn(1, 3, 9, 16, 16, dtype=torch.float64)
-    return net, x, soi.convert(net, x, causal=True)
-
-
-def test_r2plus1d_converts_to_a_graph_of_soi_layers(r2plus1d):
-    net, _, model = r2plus1d
-    assert model.timing.stride == 8 and model.delay == 0
-    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())
-    convs = [m for m in model.modules() if isinstance(m, soi.STMCConvNd)]
-    assert len(convs) == 2 + 8 * 2 * 2 + 3, "stem (2+1)D, two (2+1)D convs per block, three downsampling"
-    assert all(c.lookahead == 0 for c in convs), "causal=True: no convolution looks ahead"
-
-
-def test_r2plus1d_streams_like_the_causal_torch_model(r2plus1d):
-    net, x, model = r2plus1d
-    ref = causal_reference(net)
-    with torch.no_grad():
-        want = torch.stack([ref(x[:, :, : 8 * j + 1]) for j in range(2)], dim=2)
-        got = model(x)
-        assert_close(got, want, "r(2+1)d-18: converted vs causal torch on each prefix")
-        for chunk in (1, "random"):
-            assert_close(stream(model, x, chunk), got, f"r(2+1)d-18: streamed in chunks {chunk!r}")
-
-
-def test_r2plus1d_executes_the_analytic_macs_per_step(r2plus1d):
-    _, x, model = r2plus1d
-    executed = measure_steps(model, x[:, :, :8], chunk=1)
-    analytic = schedule(analyze(model), 8)
-    for t, (e, a) in enumerate(zip(executed, analytic)):
-        assert e.step == a.step, f"r(2+1)d-18: step {t} executed {e.step} MACs, analytic {a.step}"
-    assert [a.step for a in analytic] == [68074460, 27591644, 45876700, 27591644, 59918812, 27591644, 45876700, 27591644]
-
-
-def test_r2plus1d_exports_to_onnx(tmp_path):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnxscript")
-    from soi.deploy.export import compare_export, export_onnx
-
-    torch.manual_seed(1)
-    net = r2plus1d_18().eval()
-    model = soi.convert(net, torch.randn(1, 3, 8, 16, 16), causal=True).eval()
-    man = export_onnx(model, tmp_path, (1, 3, 8, 16, 16))
-    assert len(man["graphs"]) == 1
-    parity = compare_export(model, tmp_path, steps=3)
-    assert parity["max_abs"] <= 1e-5, parity
+    assert parity["max_abs"] <= 1e-5, (name, parity)
 
 
 # GhostNet (Han et al. 2020) over (B, 1, T, mels): the paper's 1.0x cfgs at width 0.25, 2-d convolutions
