@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .core.state import StreamingModule
 
-__all__ = ["split_points", "stream", "assert_close", "assert_streams_like_offline"]
+__all__ = ["split_points", "stream", "assert_close", "assert_streams_like_offline", "randomise_batchnorm"]
 
 
 def split_points(total: int, chunk: int | str | Sequence[int], seed: int = 0) -> list[int]:
@@ -86,3 +86,25 @@ def assert_streams_like_offline(
         expected = module(x)
         for chunk in chunks:
             assert_close(stream(module, x, chunk), expected, f"{case} chunk={chunk}: streaming vs offline".strip(), atol)
+
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def randomise_batchnorm(
+    model: nn.Module, mean: float = 0.2, var: tuple[float, float] = (0.5, 1.5),
+    weight: tuple[float, float] | None = None, bias: float | None = None,
+) -> nn.Module:  # fmt: skip
+    """Give every BatchNorm of ``model`` non-trivial statistics, as a trained model has (a fresh
+    one's are 0 and 1, which hides a folding or streaming mistake), in place: running means from
+    ``U(-mean, mean)``, running variances from ``U(*var)`` and, if given, scales from
+    ``U(*weight)`` and shifts from ``U(-bias, bias)``. Returns ``model``."""
+    for m in model.modules():
+        if isinstance(m, _BATCHNORMS):
+            m.running_mean.uniform_(-mean, mean)
+            m.running_var.uniform_(*var)
+            if weight is not None:
+                m.weight.data.uniform_(*weight)
+            if bias is not None:
+                m.bias.data.uniform_(-bias, bias)
+    return model

@@ -13,6 +13,7 @@ from torch import nn
 import soi
 from soi.deploy import OnnxStreamer, export_onnx
 from soi.models.unet import UNet, UNetConfig
+from soi.testing import randomise_batchnorm
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -30,11 +31,7 @@ def _model(lookahead=0, time_stride=1):
         soi.STMCConvTranspose2d(8, 2, (2, 3), stride=(1, 2), padding=1, frame_size=(9,)),
         soi.STMCConv2d(2, 2, (2, 1), stride=(time_stride, 1), frame_size=(F,)),
     )
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-    return net.eval()
+    return randomise_batchnorm(net, mean=0.5).eval()
 
 
 def _parity(model, out_dir, shape, frames=300, seed=0):

@@ -7,18 +7,13 @@ import torch
 from torch import nn
 
 import soi
-from soi.testing import assert_streams_like_offline
+from soi.testing import assert_streams_like_offline, randomise_batchnorm
 
 CHUNKS = (1, 2, 3, 7, "whole", "random")
 
 
 def _randomise_bn(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
+    randomise_batchnorm(model, mean=1.0, var=(0.5, 2.0), weight=(0.5, 1.5), bias=0.5)
 
 
 def test_converted_unet_like_model_equals_original():

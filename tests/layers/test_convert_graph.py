@@ -13,7 +13,7 @@ from torch import nn
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.layers.graph import CumulativePool, StreamGraph
-from soi.testing import assert_close, assert_streams_like_offline, stream
+from soi.testing import assert_close, assert_streams_like_offline, randomise_batchnorm, stream
 
 DT = torch.float64
 CHUNKS = (1, 2, 3, "random")
@@ -98,13 +98,7 @@ class Denoiser(nn.Module):
 
 
 def _randomise_bn(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-    return model
+    return randomise_batchnorm(model, mean=0.5, weight=(0.5, 1.5), bias=0.5)
 
 
 def prefix_reference(net: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.layers.graph import CumulativePool
-from soi.testing import assert_close, stream
+from soi.testing import assert_close, randomise_batchnorm, stream
 from tests.ghostnet import causal_reference as ghost_causal_reference, ghostnet
 from tests.video_resnets import causal_reference, r2plus1d_18, r3d_10
 
@@ -33,11 +32,7 @@ VIDEO_RESNETS = {
 def _video_resnet(name: str):
     build, size, _ = VIDEO_RESNETS[name]
     torch.manual_seed(0)
-    net = build().double().eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    net = randomise_batchnorm(build().double().eval())
     x = torch.randn(1, 3, 9, size, size, dtype=torch.float64)
     return net, x, soi.convert(net, x, causal=True)
 
@@ -120,11 +115,7 @@ def test_video_resnet_exports_to_onnx(tmp_path, name):
 @pytest.fixture(scope="module")
 def ghost():
     torch.manual_seed(0)
-    net = ghostnet(width=0.25).double().eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
+    net = randomise_batchnorm(ghostnet(width=0.25).double().eval())
     x = torch.randn(1, 1, 65, 32, dtype=torch.float64)
     return net, x, soi.convert(net, x, causal=True)
 

@@ -15,7 +15,7 @@ from torch import nn
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.scattered.scatter import Decimate, ScatterError
-from soi.testing import assert_close, stream
+from soi.testing import assert_close, randomise_batchnorm, stream
 from tests.video_resnets import r3d_10
 
 START, END = "layer3_0_conv1_0", "layer3_0_relu"
@@ -24,12 +24,7 @@ T = 16
 
 def _net(dtype=torch.float64) -> nn.Module:
     torch.manual_seed(0)
-    net = r3d_10().to(dtype).eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm3d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    return net
+    return randomise_batchnorm(r3d_10().to(dtype).eval())
 
 
 @pytest.fixture(scope="module")

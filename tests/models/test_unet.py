@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import soi
 import soi.tasks.speech
 import soi.testing
+from soi.testing import randomise_batchnorm
 from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.models import UNet, UNetConfig, parse_pattern
 from soi.scattered import UPSAMPLERS
@@ -27,13 +28,7 @@ def make(pattern, upsampler="duplicate", mode="soi", config=TINY, seed=0):
     torch.manual_seed(seed)
     model = UNet(config, pattern, upsampler=upsampler, strided_mode=mode).double()
     # non-trivial BatchNorm statistics, then eval: streaming uses running statistics
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
+    return randomise_batchnorm(model, weight=(0.5, 1.5), bias=0.2).eval()
 
 
 def stream(module, x, chunk, prepare=False):

@@ -367,6 +367,8 @@ class StreamGraph(StreamingModule):
         self.nodes = nn.ModuleDict(nodes)
         self.align = nn.ModuleList(align)
         self._ops = ops
+        # the time-carrying inputs of each node, found once rather than on every step
+        self._timed = [tuple(r for r in op.refs if r.form.timed) for op in ops]
         self._output = output
         self._input_frame_shape = tuple(input_frame_shape)
         self._rank = rank
@@ -515,7 +517,7 @@ class StreamGraph(StreamingModule):
                     like = vals[k]
                 continue
             # a frame-wise operation
-            timed = [r for r in op.refs if r.form.timed]
+            timed = self._timed[k]
             if not timed:
                 vals[k] = self.nodes[op.name].run(got, 0)
                 continue
