@@ -59,6 +59,7 @@ class TrainConfig:
     mask_bound: str = "tanh"
     loss: str = "compressed-spectral"
     init_from: str | None = None
+    remix: float = 0.0
     batch_size: int = 8
     segment_seconds: float = 2.0
     lr: float = 1e-3
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.mask_bound must be one of {', '.join(MASK_BOUNDS)}, got {self.mask_bound!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"TrainConfig.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if isinstance(self.remix, bool) or not isinstance(self.remix, (int, float)) or not 0.0 <= self.remix <= 1.0:
+            raise ValueError(f"TrainConfig.remix is the share of remixed training crops, a number in [0, 1], got {self.remix!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ValueError(f"TrainConfig.init_from must be a checkpoint path or null, got {self.init_from!r}")
         for name in ("resume", "progress"):
@@ -126,24 +129,47 @@ class TrainConfig:
 
 
 class RandomCrops(Dataset):
-    """Random fixed-length crops of (noisy, clean) pairs, reproducible from (seed, epoch, index)."""
+    """Random fixed-length crops of (noisy, clean) pairs, reproducible from (seed, epoch, index).
 
-    def __init__(self, base: Dataset, samples: int, seed: int) -> None:
+    ``remix`` is the share of the crops that are remixed (dynamic mixing): the clean speech of
+    this pair with the noise (``noisy - clean``) of another pair drawn at random, at an SNR drawn
+    uniformly from ``snr_range_db``. A fixed set of mixtures is learnt by heart within a few
+    epochs; remixing makes every epoch's mixtures new from the same speech and noise, so that no
+    recording outside the training split is needed.
+    """
+
+    def __init__(
+        self, base: Dataset, samples: int, seed: int, remix: float = 0.0, snr_range_db: tuple[float, float] = (-5.0, 15.0)
+    ) -> None:  # fmt: skip
+        if not 0.0 <= remix <= 1.0:
+            raise ValueError(f"RandomCrops: remix is a share of the crops in [0, 1], got {remix!r}")
         self.base, self.samples, self.seed, self.epoch = base, samples, seed, 0
+        self.remix, self.snr_range_db = remix, snr_range_db
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+    def _crop(self, index: int, rng: random.Random) -> tuple[Tensor, Tensor]:
         noisy, clean = noisy_clean(self.base[index])
         n = noisy.shape[-1]
         if n < self.samples:
-            noisy = torch.nn.functional.pad(noisy, (0, self.samples - n))
-            clean = torch.nn.functional.pad(clean, (0, self.samples - n))
-            return noisy, clean
-        rng = random.Random(hash((self.seed, self.epoch, index)))
+            pad = (0, self.samples - n)
+            return torch.nn.functional.pad(noisy, pad), torch.nn.functional.pad(clean, pad)
         start = rng.randint(0, n - self.samples)
         return noisy[start : start + self.samples], clean[start : start + self.samples]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        rng = random.Random(hash((self.seed, self.epoch, index)))
+        noisy, clean = self._crop(index, rng)
+        if self.remix == 0.0 or rng.random() >= self.remix:
+            return noisy, clean
+        other_noisy, other_clean = self._crop(rng.randrange(len(self.base)), rng)
+        noise = other_noisy - other_clean
+        speech_rms, noise_rms = clean.square().mean().sqrt(), noise.square().mean().sqrt()
+        if speech_rms < 1e-6 or noise_rms < 1e-6:  # a pause or a silent noise has no SNR to set
+            return clean + noise, clean
+        snr_db = rng.uniform(*self.snr_range_db)
+        return clean + noise * (speech_rms / noise_rms * 10 ** (-snr_db / 20)), clean
 
 
 # -- distributed helpers ----------------------------------------------------------------------------
@@ -330,7 +356,7 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
     model: torch.nn.Module = enhancer
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(enhancer)
-    crops = RandomCrops(train_set, int(cfg.segment_seconds * enhancer.sample_rate), cfg.seed)
+    crops = RandomCrops(train_set, int(cfg.segment_seconds * enhancer.sample_rate), cfg.seed, cfg.remix)
     sampler = DistributedSampler(crops, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
     loader = DataLoader(
         crops,

@@ -273,3 +273,40 @@ def test_fine_tuning_starts_from_the_checkpoint_weights(tiny_data, tmp_path):
     # a resumed run keeps its mask bound
     with pytest.raises(ValueError, match="mask_bound 'tanh' -> 'none'"):
         train(TrainConfig(**{**base.__dict__, "mask_bound": "none", "max_steps": 6}))
+
+
+class _Pairs(torch.utils.data.Dataset):
+    """(noisy, clean) pairs whose noise is known: clean + noise."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.clean = [torch.randn(800, generator=g) * (i + 1) for i in range(4)]
+        self.noise = [torch.randn(800, generator=g) * 0.1 for _ in range(4)]
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        return self.clean[i] + self.noise[i], self.clean[i]
+
+
+def test_remixed_crops_pair_this_speech_with_another_noise_at_a_drawn_snr():
+    from soi.train import RandomCrops
+
+    base = _Pairs()
+    crops = RandomCrops(base, 400, seed=3, remix=1.0, snr_range_db=(2.0, 2.0))
+    for i in range(len(base)):
+        noisy, clean = crops[i]
+        noise = noisy - clean
+        snr = 10 * torch.log10(clean.square().mean() / noise.square().mean())
+        assert abs(float(snr) - 2.0) < 1e-4, f"item {i}: remixed at {float(snr):.4f} dB, asked 2 dB"
+        # the clean is a crop of this item's speech, the noise a scaled crop of some item's noise
+        assert any(bool((clean == base.clean[i][s : s + 400]).all()) for s in range(401)), f"item {i}: target is not its own speech"
+        best = max(float(torch.cosine_similarity(noise, base.noise[j][s : s + 400], dim=0)) for j in range(4) for s in range(401))
+        assert best > 1 - 1e-6, f"item {i}: the noise is not a scaled crop of one item's noise (best cosine {best:.6f})"
+        again = crops[i]
+        assert torch.equal(again[0], noisy) and torch.equal(again[1], clean), f"item {i}: not reproducible"
+    crops.epoch = 1
+    assert not torch.equal(crops[0][0], RandomCrops(base, 400, seed=3, remix=1.0)[0][0]), "a new epoch draws new mixtures"
+    n, c = RandomCrops(base, 400, seed=3, remix=0.0)[1]
+    assert any(torch.allclose(n - c, base.noise[1][s : s + 400], atol=1e-6) for s in range(401)), "remix 0: the pair's own noise"
