@@ -121,8 +121,8 @@ def test_bad_construction():
         soi.STMCConv1d(1, 1, 3, lookahead=3)
     with pytest.raises(ValueError, match="kernel_size: expected an int or 2 values"):
         soi.STMCConv2d(1, 1, (3, 3, 3))
-    with pytest.raises(ValueError, match="stride\\[0\\] \\(time\\) must be 1"):
-        soi.STMCConvTranspose1d(1, 1, 3, stride=2)
+    with pytest.raises(ValueError, match="stride\\[0\\] must be >= 1"):
+        soi.STMCConvTranspose1d(1, 1, 3, stride=0)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         soi.STMCConv1d(1, 1, 3).init_state(0)
 

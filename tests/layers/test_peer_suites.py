@@ -106,12 +106,8 @@ CASES = [
 
 # what soi refuses (the reason its ConversionError gives)
 CROP = "operator.getitem: changes the sequence length (8 frames in, 6 out); a stream gives one frame per frame"
-T_STRIDE = "time stride {s} / output_padding 0 of a transposed convolution; tSTMC needs 1 / 0"
 XFAIL = {
     "ci-container::test_residual_shrink_centered": CROP,
-    "cc-conv_t::k4s2p1": T_STRIDE.format(s=2),
-    "cc-conv_t::k8s4p2": T_STRIDE.format(s=4),
-    "cc-conv_t::k12s4p4": T_STRIDE.format(s=4),
 }
 
 

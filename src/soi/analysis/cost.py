@@ -8,10 +8,11 @@ follow from the strides and look-ahead in front of it::
 
     fires at frames  offset, offset + period, offset + 2*period, ...
 
-A layer behind an S-CC pair at stride ``s`` has ``period = s``; a layer behind a shift (SC) whose body
+(``burst`` runs at each; more than one behind a transposed convolution that upsamples time). A
+layer behind an S-CC pair at stride ``s`` has ``period = s``; a layer behind a shift (SC) whose body
 needs only past frames is *precomputable* (it runs in ``prepare``, between frames). From the items:
 
-* average MACs per frame: ``sum(macs / period)``; MMAC/s = that x frame rate / 1e6;
+* average MACs per frame: ``sum(macs * burst / period)``; MMAC/s = that x frame rate / 1e6;
 * per step (one frame per step): the items that fire at that frame, split into the part done when the
   frame arrives (*critical*) and the precomputable part; the **peak** is the largest critical step
   (PP lowers the average, not the peak; FP lowers the peak);
@@ -167,8 +168,8 @@ def schedule(works: Sequence[Work], steps: int, start: int = 0) -> list[StepMacs
     """Analytic MACs of steps ``start .. start+steps-1`` (one frame per step): critical and precomputed."""
     out = []
     for t in range(start, start + steps):
-        crit = sum(w.macs for w in works if not w.clock.precomputed and w.fires(t))
-        pre = sum(w.macs for w in works if w.clock.precomputed and w.fires(t))
+        crit = sum(w.macs_at(t) for w in works if not w.clock.precomputed)
+        pre = sum(w.macs_at(t) for w in works if w.clock.precomputed)
         out.append(StepMacs(crit, pre))
     return out
 
@@ -234,7 +235,7 @@ class CostReport:
             {
                 "path": w.path, "kind": w.kind, "macs": w.macs, "period": w.clock.period, "offset": w.clock.offset,
                 "precomputed": w.clock.precomputed, "base_period": w.clock.base_period,
-                "mmac_per_s": w.macs / w.clock.period * self.frame_rate / 1e6,
+                "mmac_per_s": w.macs_per_frame * self.frame_rate / 1e6,
             }
             for w in self.works
         ]  # fmt: skip
@@ -252,13 +253,13 @@ def cost(
     if not math.isfinite(frame_rate) or frame_rate <= 0:
         raise ValueError(f"cost: frame_rate must be a finite number > 0, got {frame_rate}")
     works = analyze(model, input_shape, dense)
-    avg = sum(w.macs / w.clock.period for w in works)
-    base = sum(w.macs / w.clock.base_period for w in works if w.kind != "upsample")
+    avg = sum(w.macs_per_frame for w in works)
+    base = sum(w.macs * w.clock.burst / w.clock.base_period for w in works if w.kind != "upsample")
     period = reduce(math.lcm, (w.clock.period for w in works), 1)
     start = max((w.clock.offset for w in works), default=0)
     steps = schedule(works, period, start)
     heaviest = max(steps, key=lambda s: s.total) if steps else StepMacs(0, 0)
-    pre_avg = sum(w.macs / w.clock.period for w in works if w.clock.precomputed)
+    pre_avg = sum(w.macs_per_frame for w in works if w.clock.precomputed)
     return CostReport(
         pattern=getattr(model, "pattern", None),
         frame_rate=frame_rate,

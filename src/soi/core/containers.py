@@ -300,27 +300,28 @@ class _Parallel(_Container):
         self._problem = _not_streaming(type(self).__name__, ((f"branches.{i}", b) for i, b in enumerate(self.branches)))
         if self._problem is not None:
             return
-        strides = {b.stride for b in self.branches}
-        if len(strides) > 1:
-            raise ValueError(f"{type(self).__name__}: branches have different time strides {sorted(strides)}")
-        stride = strides.pop()
+        # branches combine frame by frame: one rate, and the same groups of frames
+        rates = {(b.stride, b.timing.upsample, b.timing.lead) for b in self.branches}
+        if len(rates) > 1:
+            raise ValueError(f"{type(self).__name__}: branches have different time strides or upsampling, (stride, upsample, lead) = {sorted(rates)}")
         delays = [b.delay for b in self.branches]
         index = []
         timings = []
         for b, d in zip(self.branches, delays):
             lag = max(delays) - d
-            if lag % stride:
-                raise ValueError(f"{type(self).__name__}: cannot align delays {delays} at stride {stride}")
+            frames = b.timing.frames_for_lag(lag)
+            if frames is None:
+                raise ValueError(f"{type(self).__name__}: cannot align delays {delays} at stride {b.stride}")
             if lag:
                 index.append(len(self.align))
-                self.align.append(DelayLine(lag // stride))
+                self.align.append(DelayLine(frames))
                 timings.append(b.timing.then(self.align[-1].timing))
             else:
                 index.append(-1)
                 timings.append(b.timing)
         self._align_of = tuple(index)
         self._lagged = any(a >= 0 for a in index)
-        self._timing = Timing(max(t.receptive_field for t in timings), max(delays), stride)
+        self._timing = dataclasses.replace(timings[0], receptive_field=max(t.receptive_field for t in timings), delay=max(delays))
 
     def _combine(self, outputs: list[Tensor]) -> Tensor:
         raise NotImplementedError

@@ -377,7 +377,8 @@ class LeanConvTranspose(_Correlation, STMCConvTransposeNd):
     def from_layer(cls, layer: STMCConvTransposeNd, target: str = "torch", polyphase: bool = True) -> LeanConvTranspose:
         new = super().from_layer(layer, target)
         product = target == "inductor" or (target == "torch" and layer.weight.numel() >= MATMUL_MIN_WEIGHTS)
-        strided = layer.dims == 2 and layer.groups == 1 and layer.conv_stride[1] > 1 and layer.dilation[1] == 1
+        # (a time stride upsamples by phases of its own: that layer keeps its transposed form)
+        strided = layer.dims == 2 and layer.groups == 1 and layer.conv_stride[0] == 1 and layer.conv_stride[1] > 1 and layer.dilation[1] == 1
         # The torch target uses the polyphase form only where the product carries it (measured).
         if not (polyphase and strided and (product or target == "onnx")):
             return new

@@ -66,12 +66,8 @@ class ConvWindow(TemporalWindow):
         dilation = ntuple(dilation, dims, "dilation")
         padding = ntuple(padding, dims - 1, "padding (non-time axes)")
         output_padding = ntuple(output_padding, dims - 1, "output_padding (non-time axes)")
-        if self.transposed and stride[0] != 1:
-            raise ValueError(
-                f"STMCConvTranspose: stride[0] (time) must be 1, got {stride[0]}; upsample time with "
-                "soi.TransposedUpsample or soi.Duplicate inside an S-CC pair"
-            )
-        super().__init__(dims, in_channels, kernel_size[0], dilation[0], stride[0], lookahead, frame_size)
+        # A transposed convolution's time stride upsamples: its window is read at every frame.
+        super().__init__(dims, in_channels, kernel_size[0], dilation[0], 1 if self.transposed else stride[0], lookahead, frame_size)
         self.weight, self.bias = conv_parameters(
             in_channels, out_channels, groups, kernel_size, self.transposed, bias, device, dtype, type(self).__name__
         )

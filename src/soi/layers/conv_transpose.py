@@ -5,17 +5,27 @@ future (anti-causal). tSTMC computes only the first ``T`` output frames: frame `
 ``sum_j w[j] x[t - j*d]`` in time, transposed in the other axes, from a shift register of
 ``(k-1)*d`` past input frames. Weights are shaped as in ``torch.nn``:
 ``weight (C_in, C_out/groups, k_t, ...)``.
+
+A time stride ``u`` upsamples: each input frame ``i`` gives the ``u`` output frames ``u*i ..
+u*i + u-1`` of the full transposed convolution, whose inputs have all arrived. Output phase ``r``
+reads only the taps ``j`` with ``j*d = r (mod u)``, at input lags ``(j*d - r) / u``: it is a causal
+convolution at the input rate with those taps (polyphase decomposition), so each kernel tap is one
+multiplication per input frame and none lands on an inserted zero::
+
+    full output  m = u*i + r  =  sum over j with j*d = r (mod u) of  w[j] x[i - (j*d - r)/u]
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.window import with_dims
+from ..core.timing import Timing
+from ..core.window import WindowState, with_dims
 from .conv import ConvWindow
 
 __all__ = ["STMCConvTransposeNd", "STMCConvTranspose1d", "STMCConvTranspose2d", "STMCConvTranspose3d"]
@@ -24,14 +34,18 @@ _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 class STMCConvTransposeNd(ConvWindow):
-    """Streaming transposed convolution ``(B, C_in, T, ...)`` -> ``(B, C_out, T, ...)``.
+    """Streaming transposed convolution ``(B, C_in, T, ...)`` -> ``(B, C_out, u*T, ...)``, ``u =
+    stride[0]``.
 
-    Args as ``torch.nn.ConvTransposeNd`` with time first; ``stride[0]`` must be 1 (time upsampling
-    is done by :mod:`soi.scattered`'s upsamplers); ``padding`` and ``output_padding`` are for the
-    non-time axes. ``lookahead=f`` makes output ``t`` use input up to ``t+f``.
+    Args as ``torch.nn.ConvTransposeNd`` with time first; ``padding`` and ``output_padding`` are
+    for the non-time axes. ``lookahead=f`` is torch's time padding: output ``o`` is frame ``o + f``
+    of the full transposed convolution, so it uses input up to ``(o + f) // u``; the first ``f``
+    frames of a stream are held back and :meth:`flush` emits the last ``f`` as if zeros followed.
 
-    Offline output = ``torch.nn.ConvTransposeNd`` (time padding ``f``) cropped to its first ``T``
-    frames.
+    A step of ``n`` frames gives ``u*n`` frames (after the first ``f``). Offline output = frames
+    ``f .. f + u*T - 1`` of ``torch.nn.ConvTransposeNd`` without time padding: torch's output with
+    time padding ``f`` where that is ``u*T`` frames long (``(k-1)*d + 1 + output_padding - 2f = u``,
+    as in cached_conv's and most decoders' kernel ``2u``, padding ``u/2``).
     """
 
     transposed = True
@@ -47,20 +61,63 @@ class STMCConvTransposeNd(ConvWindow):
             dims, in_channels, out_channels, kernel_size, stride, padding, output_padding, dilation, groups, bias,
             lookahead, frame_size, device, dtype,
         )  # fmt: skip
+        u, k, d = self.conv_stride[0], self.time_kernel, self.time_dilation
+        if u < 1:
+            raise ValueError(f"stride[0] must be >= 1, got {u}")
+        # output phase r: its taps (in order of growing lag) and the lag of the first; consecutive
+        # taps of a phase are phase_dilation input frames apart
+        step = u // math.gcd(d, u)
+        self.phase_taps = tuple(tuple(j for j in range(k) if (j * d - r) % u == 0) for r in range(u))
+        self.phase_lags = tuple(((taps[0] * d - r) // u if taps else 0) for r, taps in enumerate(self.phase_taps))
+        self.phase_dilation = d * step // u
+        self.history_frames = (k - 1) * d // u
+        self.timing = Timing(self.history_frames + 1, lookahead // u, 1, u, lookahead % u)
+
+    @property
+    def upsample(self) -> int:
+        """Output frames per input frame (the time stride)."""
+        return self.conv_stride[0]
 
     def window_op(self, window: Tensor) -> Tensor:
-        # Time padding H turns the transposed convolution in time into the causal one: exactly
-        # n output frames for H + n window frames, none of the anti-causal tail computed.
+        if self.upsample == 1:
+            return self._phase(window, self.weight, 0, self.time_kernel)
+        # one causal convolution per output phase, interleaved: frame u*i + r is phase r's frame i
+        ys = [
+            self._phase(window, self.weight[:, :, list(taps)], lag, len(taps)) if taps else None
+            for taps, lag in zip(self.phase_taps, self.phase_lags)
+        ]
+        like = next(y for y in ys if y is not None)
+        # a phase without taps (kernel shorter than the stride) is the bias alone
+        empty = like.new_zeros(like.shape) if self.bias is None else self.bias.view(1, -1, *[1] * (like.dim() - 2)).expand(like.shape)
+        return torch.stack([y if y is not None else empty for y in ys], dim=3).flatten(2, 3)
+
+    def _phase(self, window: Tensor, weight: Tensor, lag: int, taps: int) -> Tensor:
+        """The causal convolution in time of ``taps`` taps ``phase_dilation`` apart, the newest
+        ``lag`` frames before each new frame (transposed in the other axes): one frame per new
+        frame. Time padding crops the anti-causal tail, so none of it is computed."""
+        span = (taps - 1) * self.phase_dilation
         return _CONV_T[self.dims](
-            window,
-            self.weight,
+            window[:, :, self.history_frames - lag - span : window.shape[2] - lag],
+            weight,
             self.bias,
-            self.conv_stride,
-            (self.history_frames, *self.padding),
+            (1, *self.conv_stride[1:]),
+            (span, *self.padding),
             (0, *self.output_padding),
             self.groups,
-            self.dilation,
+            (self.phase_dilation, *self.dilation[1:]),
         )
+
+    def flush(self, state: WindowState) -> tuple[Tensor | None, WindowState]:
+        """The last ``lookahead`` frames, as if zeros followed the sequence."""
+        f, u = self.lookahead, self.upsample
+        if f == 0:
+            return None, state
+        hist = state.history
+        if hist is None:
+            raise ValueError(f"{type(self).__name__}.flush: nothing was streamed, so nothing is owed")
+        pad = hist.new_zeros((hist.shape[0], hist.shape[1], -(-f // u), *hist.shape[3:]))
+        y, state = self.step(pad, state)
+        return y[:, :, :f], state
 
     def out_frame_size(self, frame_size: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(

@@ -1,6 +1,6 @@
 """Turn a plain PyTorch model into its streaming twin, with the same weights.
 
-Supported: ``nn.Conv{1,2,3}d``, ``nn.ConvTranspose{1,2,3}d`` (time stride 1), ``nn.AvgPool{1,2,3}d``,
+Supported: ``nn.Conv{1,2,3}d``, ``nn.ConvTranspose{1,2,3}d`` (a time stride upsamples), ``nn.AvgPool{1,2,3}d``,
 ``nn.MaxPool{1,2,3}d``, frame-wise modules (activations, BatchNorm, dropout, ``nn.Linear`` over
 channels), inside ``nn.Sequential`` or ``soi``'s containers. Time padding is read from the model:
 
@@ -213,14 +213,18 @@ class _Converter:
         else:
             time_pad, rest_pad = (own_pad[0], own_pad[0]), tuple(own_pad[1:])
         if kind == "convT":
-            if s[0] != 1 or m.output_padding[0]:
-                self.fail(path, f"time stride {s[0]} / output_padding {m.output_padding[0]} of a transposed convolution; tSTMC needs 1 / 0")
+            # The torch output has u*T + H + 1 + output_padding - 2p - u frames; a stream gives u
+            # frames per frame (the first p of them held back), so only u*T streams.
+            u, p, op = s[0], own_pad[0], m.output_padding[0]
+            extra = history + 1 + op - 2 * p - u
+            if extra:
+                self.fail(
+                    path,
+                    f"transposed convolution with time stride {u}, padding {p} and output_padding {op} gives {u}*T {extra:+d} "
+                    f"frames; a stream gives {u} per frame, so it needs (k-1)*d + 1 + output_padding - 2*padding = stride",
+                )
                 return None
-            # The torch output has T + H - 2p frames; it streams as the same T frames only if 2p = H.
-            time_pad = (history - own_pad[0], own_pad[0]) if not self.causal else (history, 0)
-            if 2 * own_pad[0] != history:
-                self.fail(path, f"transposed convolution with time padding {own_pad[0]} gives {history - 2 * own_pad[0]:+d} frames; streaming needs padding (k-1)*d/2 = {history / 2}")
-                return None
+            time_pad = (history - p, p) if not self.causal else (history, 0)
         if kind == "avg" and not m.count_include_pad and any(time_pad):
             self.fail(path, "count_include_pad=False with time padding: the frames before a stream are zeros in its history, and they count; pad non-time axes only, or count the padding")
             return None
@@ -285,6 +289,13 @@ class _Converter:
         return out
 
     def module(self, m: nn.Module, path: str, pad=None) -> nn.Module:
+        try:
+            return self._module(m, path, pad)
+        except ValueError as e:  # a container whose children's timings do not compose (Timing says why)
+            self.fail(path, str(e))
+            return m
+
+    def _module(self, m: nn.Module, path: str, pad=None) -> nn.Module:
         if any(_dims(m, t) for t in (_CONVS, _CONV_TS, _AVGS, _MAXS)):
             layer = self.layer(m, path, pad)
             return layer if layer is not None else m  # a failure is already recorded

@@ -16,6 +16,7 @@ and the reason.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import operator
 from typing import Any
@@ -686,9 +687,9 @@ class _Builder:
             timed = [r for r in op.refs if r.form.timed]
             if not timed:
                 continue
-            strides = {self.ops[r.src].timing.stride for r in timed}
-            if len(strides) > 1:
-                self.fail(op.name, type(self.modules[op.name]).__name__, f"combines values at time strides {sorted(strides)}; they must run at one rate")
+            rates = {_rate(self.ops[r.src].timing) for r in timed}
+            if len(rates) > 1:
+                self.fail(op.name, type(self.modules[op.name]).__name__, f"combines values at different rates ({_rates(rates)}); they must run at one rate, in the same groups of frames")
                 continue
             delays = [self.ops[r.src].timing.delay for r in timed]
             late = max(delays)
@@ -703,7 +704,7 @@ class _Builder:
         timings = [self.ops[r.src].timing.then(self.aligns[r.align].timing) if r.align >= 0 else self.ops[r.src].timing for r in timed]
         if op.kind == "stream":
             return timings[0].then(self.modules[op.name].timing)
-        return Timing(max(t.receptive_field for t in timings), max(t.delay for t in timings), timings[0].stride)
+        return dataclasses.replace(timings[0], receptive_field=max(t.receptive_field for t in timings), delay=max(t.delay for t in timings))
 
     def delay_ref(self, k: int, r: Ref, lag: int) -> None:
         """Delay input ``r`` of op ``k`` by ``lag`` input frames of the graph: on that edge if its
@@ -711,11 +712,12 @@ class _Builder:
         op = self.ops[k]
         src = self.ops[r.src]
         stride = src.timing.stride
-        if lag % stride == 0 and r.form.ta == 2 and src.batch_axis == 0:
+        frames = src.timing.frames_for_lag(lag)
+        if frames is not None and r.form.ta == 2 and src.batch_axis == 0:
             shape = list(src.shape)
             if r.form.kind == "dropped":
                 shape.insert(2, 1)
-            line = DelayLine(lag // stride, shape[1], shape[3:])
+            line = DelayLine(frames, shape[1], shape[3:])
             self.aligns.append(line)
             new = Ref(r.src, r.form, len(self.aligns) - 1)
             self.replace_ref(k, r, new)
@@ -789,9 +791,20 @@ class _Builder:
 
 
 def dataclasses_replace(op: GraphOp, **changes: Any) -> GraphOp:
-    import dataclasses
-
     return dataclasses.replace(op, **changes)
+
+
+def _rate(t: Timing) -> tuple[int, int, int]:
+    """What branches meeting frame by frame must share: ``(stride, upsample, lead)``."""
+    return (t.stride, t.upsample, t.lead)
+
+
+def _rates(rates: set[tuple[int, int, int]]) -> str:
+    """``_rate`` values as a reader's text: "1 frame per 2 input frames, ..."."""
+    return ", ".join(
+        f"{u} frame{'s' if u > 1 else ''} per {s} input frame{'s' if s > 1 else ''}" + (f" (first group {lead} short)" if lead else "")
+        for s, u, lead in sorted(rates)
+    )
 
 
 def convert_graph(module: nn.Module, example_input: Tensor | None, causal: bool) -> tuple[StreamGraph | None, list[tuple[str, str]]]:
