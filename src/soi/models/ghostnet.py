@@ -6,17 +6,30 @@ gate, a residual shortcut), the stem convolution, the paper's GhostNet 1.0x ``cf
 multiplier, the final 1x1 ConvBnAct, the global pool, ``conv_head`` and the linear classifier.
 
 Here it runs over ``(B, 1, T, mels)``: one input channel instead of RGB, time in dimension 2, 2-d
-convolutions over (time, mel). ``causal_reference`` is the torch model that
-``soi.convert(..., causal=True)`` streams."""
+convolutions over (time, mel), "same" padding as in the reference code. ``time_strides=True`` keeps the
+table's strides in both axes (an image network: one output per 32 frames); ``time_strides=False``
+strides the mel axis only, so that every layer runs at the frame rate and a streaming classifier can
+answer every frame: the form :mod:`soi.tasks.scenes` uses, with its three patterns (``baseline``,
+``STMC``, ``SOI``, see :func:`streaming_ghostnet`).
+
+A plain torch model: :func:`soi.convert` streams it (``causal=True`` moves the time padding to the
+left and makes every squeeze-excitation's mean over time the causal cumulative mean), and
+:func:`soi.scatter` makes the SOI variant of the converted graph.
+"""
 
 from __future__ import annotations
 
-import copy
 import math
+import operator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
+
+from ..core.state import StreamingModule
+from ..layers.convert import convert as soi_convert
+from ..scattered.scatter import scatter as soi_scatter
 
 
 def _make_divisible(v, divisor, min_value=None):
@@ -35,7 +48,16 @@ def hard_sigmoid(x, inplace: bool = False):
 
 
 class SqueezeExcite(nn.Module):
-    def __init__(self, in_chs, se_ratio=0.25, reduced_base_chs=None, act_layer=nn.ReLU, gate_fn=hard_sigmoid, divisor=4, **_):
+    def __init__(
+        self,
+        in_chs,
+        se_ratio=0.25,
+        reduced_base_chs=None,
+        act_layer=nn.ReLU,
+        gate_fn=hard_sigmoid,
+        divisor=4,
+        **_,
+    ):
         super().__init__()
         self.gate_fn = gate_fn
         reduced_chs = _make_divisible((reduced_base_chs or in_chs) * se_ratio, divisor)
@@ -56,7 +78,9 @@ class SqueezeExcite(nn.Module):
 class ConvBnAct(nn.Module):
     def __init__(self, in_chs, out_chs, kernel_size, stride=1, act_layer=nn.ReLU):
         super().__init__()
-        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False)
+        self.conv = nn.Conv2d(
+            in_chs, out_chs, kernel_size, stride, kernel_size // 2, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(out_chs)
         self.act1 = act_layer(inplace=True)
 
@@ -68,18 +92,30 @@ class ConvBnAct(nn.Module):
 
 
 class GhostModule(nn.Module):
-    def __init__(self, inp, oup, kernel_size=1, ratio=2, dw_size=3, stride=1, relu=True):
+    def __init__(
+        self, inp, oup, kernel_size=1, ratio=2, dw_size=3, stride=1, relu=True
+    ):
         super().__init__()
         self.oup = oup
         init_channels = math.ceil(oup / ratio)
         new_channels = init_channels * (ratio - 1)
         self.primary_conv = nn.Sequential(
-            nn.Conv2d(inp, init_channels, kernel_size, stride, kernel_size // 2, bias=False),
+            nn.Conv2d(
+                inp, init_channels, kernel_size, stride, kernel_size // 2, bias=False
+            ),
             nn.BatchNorm2d(init_channels),
             nn.ReLU(inplace=True) if relu else nn.Sequential(),
         )
         self.cheap_operation = nn.Sequential(
-            nn.Conv2d(init_channels, new_channels, dw_size, 1, dw_size // 2, groups=init_channels, bias=False),
+            nn.Conv2d(
+                init_channels,
+                new_channels,
+                dw_size,
+                1,
+                dw_size // 2,
+                groups=init_channels,
+                bias=False,
+            ),
             nn.BatchNorm2d(new_channels),
             nn.ReLU(inplace=True) if relu else nn.Sequential(),
         )
@@ -94,13 +130,30 @@ class GhostModule(nn.Module):
 class GhostBottleneck(nn.Module):
     """Ghost bottleneck with optional SE."""
 
-    def __init__(self, in_chs, mid_chs, out_chs, dw_kernel_size=3, stride=1, act_layer=nn.ReLU, se_ratio=0.0):
+    def __init__(
+        self,
+        in_chs,
+        mid_chs,
+        out_chs,
+        dw_kernel_size=3,
+        stride=1,
+        act_layer=nn.ReLU,
+        se_ratio=0.0,
+    ):
         super().__init__()
         has_se = se_ratio is not None and se_ratio > 0.0
         self.stride = stride
         self.ghost1 = GhostModule(in_chs, mid_chs, relu=True)
-        if self.stride > 1:
-            self.conv_dw = nn.Conv2d(mid_chs, mid_chs, dw_kernel_size, stride=stride, padding=(dw_kernel_size - 1) // 2, groups=mid_chs, bias=False)
+        if self.stride != 1:
+            self.conv_dw = nn.Conv2d(
+                mid_chs,
+                mid_chs,
+                dw_kernel_size,
+                stride=stride,
+                padding=(dw_kernel_size - 1) // 2,
+                groups=mid_chs,
+                bias=False,
+            )
             self.bn_dw = nn.BatchNorm2d(mid_chs)
         self.se = SqueezeExcite(mid_chs, se_ratio=se_ratio) if has_se else None
         self.ghost2 = GhostModule(mid_chs, out_chs, relu=False)
@@ -108,7 +161,15 @@ class GhostBottleneck(nn.Module):
             self.shortcut = nn.Sequential()
         else:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_chs, in_chs, dw_kernel_size, stride=stride, padding=(dw_kernel_size - 1) // 2, groups=in_chs, bias=False),
+                nn.Conv2d(
+                    in_chs,
+                    in_chs,
+                    dw_kernel_size,
+                    stride=stride,
+                    padding=(dw_kernel_size - 1) // 2,
+                    groups=in_chs,
+                    bias=False,
+                ),
                 nn.BatchNorm2d(in_chs),
                 nn.Conv2d(in_chs, out_chs, 1, stride=1, padding=0, bias=False),
                 nn.BatchNorm2d(out_chs),
@@ -117,7 +178,7 @@ class GhostBottleneck(nn.Module):
     def forward(self, x):
         residual = x
         x = self.ghost1(x)
-        if self.stride > 1:
+        if self.stride != 1:
             x = self.conv_dw(x)
             x = self.bn_dw(x)
         if self.se is not None:
@@ -128,12 +189,38 @@ class GhostBottleneck(nn.Module):
 
 
 class GhostNet(nn.Module):
-    def __init__(self, cfgs, num_classes=1000, width=1.0, dropout=0.2, in_chans=1):
+    """GhostNet over ``(B, in_chans, T, F)`` -> logits ``(B, num_classes)``.
+
+    Args:
+        cfgs: the stage table, rows ``[kernel, expansion, channels, se_ratio, stride]`` (:data:`CFGS`).
+        num_classes: classifier outputs.
+        width: the width multiplier of every layer but ``conv_head`` (1280 channels, as the reference).
+        dropout: before the classifier.
+        in_chans: input channels.
+        time_strides: stride time as well as frequency (the reference's 2-d strides); ``False``:
+            frequency only, every layer at the input's frame rate.
+    """
+
+    def __init__(
+        self,
+        cfgs: list,
+        num_classes: int = 1000,
+        width: float = 1.0,
+        dropout: float = 0.2,
+        in_chans: int = 1,
+        time_strides: bool = True,
+    ) -> None:
         super().__init__()
         self.cfgs = cfgs
-        self.dropout = dropout
+        self.width = width
+
+        def stride(s: int) -> int | tuple[int, int]:
+            return s if time_strides else (1, s)
+
         output_channel = _make_divisible(16 * width, 4)
-        self.conv_stem = nn.Conv2d(in_chans, output_channel, 3, 2, 1, bias=False)
+        self.conv_stem = nn.Conv2d(
+            in_chans, output_channel, 3, stride(2), 1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(output_channel)
         self.act1 = nn.ReLU(inplace=True)
         input_channel = output_channel
@@ -144,7 +231,16 @@ class GhostNet(nn.Module):
             for k, exp_size, c, se_ratio, s in cfg:
                 output_channel = _make_divisible(c * width, 4)
                 hidden_channel = _make_divisible(exp_size * width, 4)
-                layers.append(block(input_channel, hidden_channel, output_channel, k, s, se_ratio=se_ratio))
+                layers.append(
+                    block(
+                        input_channel,
+                        hidden_channel,
+                        output_channel,
+                        k,
+                        stride(s) if s > 1 else 1,
+                        se_ratio=se_ratio,
+                    )
+                )
                 input_channel = output_channel
             stages.append(nn.Sequential(*layers))
         output_channel = _make_divisible(exp_size * width, 4)
@@ -155,9 +251,11 @@ class GhostNet(nn.Module):
         self.global_pool = nn.AdaptiveAvgPool2d((1, 1))
         self.conv_head = nn.Conv2d(input_channel, output_channel, 1, 1, 0, bias=True)
         self.act2 = nn.ReLU(inplace=True)
+        # a module rather than F.dropout(training=self.training): a traced graph keeps following .train()
+        self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(output_channel, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         x = self.conv_stem(x)
         x = self.bn1(x)
         x = self.act1(x)
@@ -166,8 +264,7 @@ class GhostNet(nn.Module):
         x = self.conv_head(x)
         x = self.act2(x)
         x = x.view(x.size(0), -1)
-        if self.dropout > 0.0:
-            x = F.dropout(x, p=self.dropout, training=self.training)
+        x = self.dropout(x)
         x = self.classifier(x)
         return x
 
@@ -180,39 +277,117 @@ CFGS = [
     [[5, 72, 40, 0.25, 2]],
     [[5, 120, 40, 0.25, 1]],
     [[3, 240, 80, 0, 2]],
-    [[3, 200, 80, 0, 1], [3, 184, 80, 0, 1], [3, 184, 80, 0, 1], [3, 480, 112, 0.25, 1], [3, 672, 112, 0.25, 1]],
+    [
+        [3, 200, 80, 0, 1],
+        [3, 184, 80, 0, 1],
+        [3, 184, 80, 0, 1],
+        [3, 480, 112, 0.25, 1],
+        [3, 672, 112, 0.25, 1],
+    ],
     [[5, 672, 160, 0.25, 2]],
-    [[5, 960, 160, 0, 1], [5, 960, 160, 0.25, 1], [5, 960, 160, 0, 1], [5, 960, 160, 0.25, 1]],
+    [
+        [5, 960, 160, 0, 1],
+        [5, 960, 160, 0.25, 1],
+        [5, 960, 160, 0, 1],
+        [5, 960, 160, 0.25, 1],
+    ],
 ]
 
 
-def ghostnet(width: float = 1.0, num_classes: int = 10, **kwargs) -> GhostNet:
+def ghostnet(width: float = 1.0, num_classes: int = 10, **kwargs: Any) -> GhostNet:
+    """The GhostNet 1.0x table at ``width`` (``kwargs``: the rest of :class:`GhostNet`'s arguments)."""
     return GhostNet(CFGS, num_classes=num_classes, width=width, **kwargs)
 
 
-class _CausalMeanSE(nn.Module):
-    """The squeeze-excitation's pool as the stream computes it: frame ``t`` of the mean over
-    (T, F) is the mean of frames ``0..t`` (the causal cumulative mean), one gate per frame."""
+# ==================================================================================================
+# The three patterns of the SOI paper's scene classifier (section 3.2)
+# ==================================================================================================
 
-    def forward(self, x):
-        s = x.mean(dim=3, keepdim=True).cumsum(dim=2)
-        n = torch.arange(1, x.shape[2] + 1, dtype=x.dtype, device=x.device).view(1, 1, -1, 1)
-        return s / n
+PATTERNS = ("baseline", "STMC", "SOI")
+"""``baseline``: the network as Han et al. define it, "same" padding (looks ahead: offline only; online
+it is windowed recompute). ``STMC``: converted with ``causal=True`` (all padding on the left), every
+layer at the frame rate, a posterior every frame. ``SOI``: the STMC graph with every processing block
+in an S-CC pair of stride 2 (each bottleneck's main branch, ghost1 .. ghost2, and the final
+ConvBnAct): it runs on every second frame, the duplicating upsampler after it holds its output for
+the next, and the bottleneck's residual shortcut is the skip connection between the downsampling and
+the upsampling, at the frame rate. The head after the global pool (``conv_head``, the classifier)
+stays at the frame rate: behind the cumulative pool its values are not a (B, C, T, ...) stream that
+:func:`soi.scatter` takes, so at small widths, where the head is a large share, SOI saves less."""
+
+SIZES = {"xs": 0.2, "s": 0.3, "m": 0.4, "l": 0.5, "xl": 0.7, "xxl": 1.0, "xxxl": 1.3}
+"""The seven model sizes, by width multiplier."""
 
 
-def causal_reference(model: GhostNet) -> GhostNet:
-    """The torch model that ``causal=True`` streams: every convolution's time padding ``p`` moved to
-    the left (``2p`` frames before, none after), and every SE pool the causal cumulative mean over
-    time (torch's SE on a whole prefix gates every frame with the mean of the whole prefix, which
-    needs frames after each one; the streamed gate of frame t reads frames 0..t). The last pool, before
-    ``conv_head``, stays torch's: run on a prefix, its answer is the stream's answer at the prefix's
-    last frame."""
-    ref = copy.deepcopy(model)
-    for m in ref.modules():
-        if isinstance(m, nn.Conv2d) and m.padding[0]:
-            p = m.padding[0]
-            m.padding = (0, *m.padding[1:])
-            m.register_forward_pre_hook(lambda mod, args, p=p: (F.pad(args[0], (0, 0, 2 * p, 0)),))
-        if isinstance(m, SqueezeExcite):
-            m.avg_pool = _CausalMeanSE()
-    return ref
+def bottleneck_spans(net: GhostNet) -> list[tuple[str, str]]:
+    """``(start, end)`` graph node names of every processing block, in order: each bottleneck's main
+    branch (its ghost1 primary convolution to the value the residual add takes from ghost2), then the
+    final 1x1 ConvBnAct (names as ``torch.fx`` gives them, which :func:`soi.convert` keeps)."""
+    graph = torch.fx.symbolic_trace(net).graph
+    spans, start = [], None
+    final = {
+        f"{path}.conv" for path, m in net.named_modules() if isinstance(m, ConvBnAct)
+    }
+    for node in graph.nodes:
+        if node.op == "call_module" and node.target in final:
+            spans.append(
+                (node.name, node.name)
+            )  # the final 1x1 ConvBnAct: one layer (BN and ReLU join it)
+        if node.op == "call_module" and node.target.endswith("ghost1.primary_conv.0"):
+            start = node.name
+        elif (
+            start is not None
+            and node.op == "call_function"
+            and node.target in (operator.add, operator.iadd)
+            and all(
+                isinstance(a, torch.fx.Node) for a in node.args
+            )  # the residual, not the gate's x + 3
+        ):
+            spans.append((start, node.args[0].name))
+            start = None
+    return spans
+
+
+def streaming_ghostnet(
+    net: GhostNet,
+    pattern: str,
+    frame_shape: tuple[int, int],
+    upsampler: str = "duplicate",
+) -> StreamingModule:
+    """The streaming form of ``net`` for ``pattern`` (:data:`PATTERNS`, not ``baseline``: it looks ahead).
+
+    Args:
+        net: a GhostNet made with ``time_strides=False`` (the SOI pairs stride time themselves).
+        pattern: ``"STMC"`` or ``"SOI"``.
+        frame_shape: ``(in_chans, mels)`` of one input frame.
+        upsampler: the SOI pairs' upsampler (:data:`soi.scattered.UPSAMPLERS`).
+
+    Returns:
+        A streaming graph over ``(B, in_chans, T, mels)`` -> logits ``(B, num_classes, T)``: one
+        posterior per frame, the same weights as ``net`` (the argument is left alone).
+
+    Raises:
+        ValueError: an unknown pattern, ``baseline``, or a net that strides time.
+    """
+    if pattern not in PATTERNS:
+        raise ValueError(
+            f"streaming_ghostnet: pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}"
+        )
+    if pattern == "baseline":
+        raise ValueError(
+            "streaming_ghostnet: the baseline pads 'same' (it looks ahead); it runs offline, online only as windowed recompute"
+        )
+    strided = [
+        m for m in net.modules() if isinstance(m, nn.Conv2d) and m.stride[0] != 1
+    ]
+    if strided:
+        raise ValueError(
+            f"streaming_ghostnet: expected a GhostNet with time_strides=False, got {len(strided)} convolutions with a time stride"
+        )
+    model = soi_convert(
+        net, torch.zeros(1, *frame_shape[:1], 4, *frame_shape[1:]), causal=True
+    )
+    if pattern == "SOI":
+        for start, end in bottleneck_spans(net):
+            model = soi_scatter(model, start, end, stride=2, upsampler=upsampler)
+    model.pattern = pattern
+    return model
