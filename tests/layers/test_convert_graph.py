@@ -5,6 +5,8 @@ the analytic cost; ONNX export with explicit state; every unsupported node repor
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +14,13 @@ from torch import nn
 
 import soi
 from soi.analysis.cost import analyze, measure_steps, schedule
-from soi.layers.graph import CumulativePool, StreamGraph
-from soi.testing import assert_close, assert_streams_like_offline, randomise_batchnorm, stream
+from soi.layers.graph import CumulativePool, StreamGraph, TimeCrop
+from soi.testing import (
+    assert_close,
+    assert_streams_like_offline,
+    randomise_batchnorm,
+    stream,
+)
 
 DT = torch.float64
 CHUNKS = (1, 2, 3, "random")
@@ -312,13 +319,71 @@ def test_recurrent_and_length_problems_say_why():
 
         def forward(self, x):
             y, h = self.gru(x.transpose(1, 2))
-            return y.transpose(1, 2)[:, :, 1:] + h.transpose(0, 1).transpose(1, 2)
+            return y.transpose(1, 2)[:, :, ::2] + h.transpose(0, 1).transpose(1, 2)
 
     with pytest.raises(soi.ConversionError) as info:
         soi.convert(Bad(), torch.randn(1, 2, 10))
     text = str(info.value)
     assert "final hidden state" in text
-    assert "changes the sequence length (10 frames in, 9 out)" in text
+    assert "slices time with a step" in text
+
+
+class CroppedResidual(nn.Module):
+    """A valid convolution plus its input cropped to the same frames: ``conv(x) + x[crop]``."""
+
+    def __init__(self, k: int, crop) -> None:
+        super().__init__()
+        self.conv, self.crop = nn.Conv1d(2, 2, k), crop
+
+    def forward(self, x):
+        return self.conv(x) + self.crop(x)
+
+
+CROPS = [
+    ("centred-by-shape", 3, lambda x: x[:, :, 1 : x.shape[2] - 1], 2),
+    ("negative-stop", 4, lambda x: x[:, :, 2:-1], 3),
+    ("start-only", 3, lambda x: x[:, :, 2:], 2),
+    ("end-only", 3, lambda x: x[:, :, :-2], 2),
+    ("size-method", 5, lambda x: x[:, :, 1 : x.size(2) - 3], 4),
+]
+
+
+@pytest.mark.parametrize("name,k,crop,delay", CROPS, ids=[c[0] for c in CROPS])
+def test_a_time_crop_is_alignment(name, k, crop, delay):
+    torch.manual_seed(0)
+    net = CroppedResidual(k, crop).to(DT).eval()
+    x = torch.randn(2, 2, 11, dtype=DT)
+    model = soi.convert(net, x)
+    assert model.delay == delay, f"{name}: delay {model.delay}, expected the crop's {delay} frames"
+    assert any(isinstance(m, TimeCrop) for m in model.modules()), f"{name}: no TimeCrop in {model}"
+    with torch.no_grad():
+        want = net(x)
+        for chunk in CHUNKS:
+            assert_close(stream(model, x, chunk), want, f"{name} chunks {chunk!r}: streamed vs torch")
+
+
+@pytest.mark.parametrize(
+    "name,crop,reason",
+    [
+        ("half", lambda x: x[:, :, x.shape[2] // 2 :], "slices time by the sequence length (frames 5..10 of 10, 10..20 of 20)"),
+        ("step", lambda x: x[:, :, ::2], "slices time with a step"),
+        ("fixed-frames", lambda x: x[:, :, 3:5], "slices time by the sequence length"),
+        ("one-frame", lambda x: x[:, :, 3, None], "picks frames of the time axis"),
+        ("time-and-channels", lambda x: x[:, :1, 1:], "slices time and other axes in one index"),
+    ],
+    ids=["half", "step", "fixed-frames", "one-frame", "time-and-channels"],
+)
+def test_time_slices_that_are_not_crops_are_refused_saying_why(name, crop, reason):
+    class Sliced(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 1)
+
+        def forward(self, x):
+            return crop(self.conv(x))
+
+    with pytest.raises(soi.ConversionError, match=re.escape(reason)):
+        soi.convert(Sliced(), torch.randn(1, 2, 10))
 
 
 def test_sizes_of_the_time_axis_are_refused():

@@ -3,15 +3,21 @@ layers/models, converted with soi.convert (as they are: their padding kept) and 
 and in random chunks: equal to the torch module offline within 1e-10 in float64.
 
 Origins (read, not copied): continual-inference (github.com/LukasHedegaard/continual-inference)
-tests/continual/test_conv.py, test_pool.py, test_container.py; cached_conv
+tests/continual/test_conv.py, test_pool.py, test_container.py, test_onnx.py; cached_conv
 (github.com/acids-ircam/cached_conv) cached_conv/test_conv.py, test_conv_t.py, test_sequential.py
 (its ``get_padding(k, s)``: ``p = k``, ``((p - 1) // 2, p // 2)`` frames, written here as a
-``ConstantPad1d`` before the convolution, as its ``Conv1d.forward`` pads). continual-inference's
-test_onnx.py cases are not here yet.
+``ConstantPad1d`` before the convolution, as its ``Conv1d.forward`` pads). Its
+test_align_branches.py test_parallel_transpose is in test_upsampling.py with the encoder-decoders.
+
+continual-inference's test_onnx.py cases also export to ONNX with explicit state (parity <= 1e-5).
+Its ``co.Residual`` of a valid convolution adds the input centred on the shorter output (as
+test_residual_shrink_centered writes it). Left out: test_advanced_routing's
+``RecyclingPositionalEncoding`` (a position code of continual's own, with no plain torch module;
+the routing around it is here) and the three transformer-encoder cases (attention over the whole
+sequence: continual streams them with its own retroactive attention, which is not a torch model).
 
 A module that pools over the whole clip (adaptive pooling to one frame) streams a causal cumulative
-pool: its last frame is compared with torch. Cases soi refuses are ``xfail(strict=True)`` with the
-reason its ConversionError gives, so the table of what converts stays honest."""
+pool: its last frame is compared with torch."""
 
 from __future__ import annotations
 
@@ -40,6 +46,32 @@ class Residual(nn.Module):
 
     def forward(self, x):
         return self.conv(x) + (x[:, :, self.crop : x.shape[2] - self.crop] if self.crop else x)
+
+
+class AdvancedRouting(nn.Module):
+    """continual-inference test_onnx.py test_advanced_routing as plain torch (without its positional
+    encoding): Conditional(True, Add(1)), Conditional(False, ..., Add(-1)), Broadcast(2),
+    ParallelDispatch([1, 0]), Parallel(AvgPool1d(3, stride=1), Sequential(Add(1), Conv1d(3, 3, 3))),
+    Reduce("sum"), Linear(3, 3) over channels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool, self.conv, self.linear = nn.AvgPool1d(3, stride=1), nn.Conv1d(3, 3, 3), nn.Linear(3, 3)
+
+    def forward(self, x):
+        x = x + 1 if True else x - 1  # the suite's constant conditions
+        x = x + 1 if False else x - 1
+        first, second = x, x  # broadcast to two, then dispatched in swapped order
+        y = self.pool(second) + self.conv(first + 1)
+        return self.linear(y.transpose(1, 2)).transpose(1, 2)
+
+
+def _ones(net: nn.Module) -> nn.Module:
+    """The suite's ``init.ones_`` of every convolution weight."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv1d):
+            nn.init.ones_(m.weight)
+    return net
 
 
 def _ci_sequential():
@@ -86,6 +118,13 @@ CASES = [
     ("ci-container::test_sequential", _ci_sequential, (1, 1, 10, 3, 3), False),
     ("ci-container::test_residual", lambda: Residual(nn.Conv1d(1, 1, 3, padding=1, bias=False)), (1, 1, 8), False),
     ("ci-container::test_residual_shrink_centered", lambda: Residual(nn.Conv1d(1, 1, 3, padding=0, bias=False), crop=1), (1, 1, 8), False),
+    ("ci-container::test_sequential_with_None", lambda: _ones(nn.Sequential(nn.Conv1d(1, 1, 3, bias=False, padding=1), nn.MaxPool1d(2, stride=2), nn.Conv1d(1, 1, 3, bias=False, stride=2, padding=1))), (1, 1, 32), False),
+    # continual-inference tests/continual/test_onnx.py
+    ("ci-onnx::test_conv_forward_step", lambda: nn.Conv1d(3, 4, 5), (1, 3, 12), False),
+    ("ci-onnx::test_sequential_pure", lambda: nn.Sequential(nn.Conv1d(3, 6, 3), nn.Conv1d(6, 4, 1)), (1, 3, 12), False),
+    ("ci-onnx::test_sequential_mixed", lambda: nn.Sequential(nn.Conv1d(3, 6, 3), nn.BatchNorm1d(6), nn.ReLU(), nn.Conv1d(6, 4, 3)), (1, 3, 12), False),
+    ("ci-onnx::test_residual", lambda: Residual(nn.Conv1d(3, 3, 5), crop=2), (1, 3, 12), False),
+    ("ci-onnx::test_advanced_routing", AdvancedRouting, (1, 3, 12), False),
     # cached_conv cached_conv/test_conv.py
     ("cc-conv::k3", lambda: _pad_conv(16, 16, 3), (1, 16, 64), False),
     ("cc-conv::k5", lambda: _pad_conv(16, 16, 5), (1, 16, 64), False),
@@ -104,19 +143,14 @@ CASES = [
     ("cc-sequential::k3333-s2121", lambda: _cc_sequential([3, 3, 3, 3], [2, 1, 2, 1]), (1, 1, 64), False),
 ]
 
-# what soi refuses (the reason its ConversionError gives)
-CROP = "operator.getitem: changes the sequence length (8 frames in, 6 out); a stream gives one frame per frame"
-XFAIL = {
-    "ci-container::test_residual_shrink_centered": CROP,
-}
+def _params(prefix: str = ""):
+    return [pytest.param(build, shape, pooled, id=case_id) for case_id, build, shape, pooled in CASES if case_id.startswith(prefix)]
 
 
-def _params():
-    out = []
-    for case_id, build, shape, pooled in CASES:
-        marks = [pytest.mark.xfail(strict=True, raises=soi.ConversionError, reason=XFAIL[case_id])] if case_id in XFAIL else []
-        out.append(pytest.param(build, shape, pooled, id=case_id, marks=marks))
-    return out
+def _convert(net: nn.Module, x: torch.Tensor) -> soi.StreamingModule:
+    # a bare layer is given to soi.convert in an nn.Sequential: convert traces a bare nn.ConvNd's own
+    # forward (torch.conv1d, refused as not frame-wise) instead of taking it as a layer
+    return soi.convert(net if isinstance(net, (nn.Sequential, Residual, AdvancedRouting)) else nn.Sequential(net), x)
 
 
 @pytest.mark.parametrize("build, shape, pooled", _params())
@@ -124,9 +158,7 @@ def test_peer_case_streams_like_torch(build, shape, pooled):
     torch.manual_seed(0)
     net = build().to(DT).eval()
     x = torch.randn(*shape, dtype=DT)
-    # a bare layer is given to soi.convert in an nn.Sequential: convert traces a bare nn.ConvNd's own
-    # forward (torch.conv1d, refused as not frame-wise) instead of taking it as a layer
-    model = soi.convert(net if isinstance(net, (nn.Sequential, Residual)) else nn.Sequential(net), x)
+    model = _convert(net, x)
     with torch.no_grad():
         want = net(x)
         for chunk in (1, "random"):
@@ -135,3 +167,17 @@ def test_peer_case_streams_like_torch(build, shape, pooled):
                 assert_close(got[:, :, -1:], want, f"chunks {chunk!r}: last cumulative frame vs torch", atol=1e-10)
             else:
                 assert_close(got, want, f"chunks {chunk!r}: streamed vs torch offline", atol=1e-10)
+
+
+@pytest.mark.parametrize("build, shape, pooled", _params("ci-onnx::"))
+def test_onnx_peer_case_exports_with_explicit_state(tmp_path, build, shape, pooled):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from soi.deploy.export import compare_export, export_onnx
+
+    torch.manual_seed(0)
+    net = build().eval()
+    model = _convert(net, torch.randn(*shape)).eval()
+    export_onnx(model, tmp_path, (shape[0], shape[1], 1))
+    parity = compare_export(model, tmp_path, steps=16)
+    assert parity["max_abs"] <= 1e-5, parity

@@ -23,6 +23,8 @@ Nodes:
   become soi's own layers (consecutive ones a :class:`soi.Sequential`, so BatchNorm folds at
   export); recurrent layers a :class:`~soi.layers.recurrent.Recurrent`;
 * a time reduction becomes a :class:`CumulativePool`;
+* a time slice that crops a fixed number of frames at the start and the end (``x[:, :, a:-b]``,
+  ``x[:, :, a : x.shape[2] - b]``) becomes a :class:`TimeCrop`;
 * every other operation is a :class:`FrameOp`, applied to each frame on its own (or to the whole
   chunk at once where that gives the same result), checked at conversion: on the example input it
   must give what torch gives, or it is reported as mixing frames;
@@ -46,9 +48,10 @@ from torch import Tensor, nn
 from ..core.containers import DelayLine
 from ..core.state import State, StreamingModule
 from ..core.timing import Clock, FrameShape, Timing, Work
+from ..core.window import DelayWindow, WindowState
 from .recurrent import Recurrent, RecurrentState
 
-__all__ = ["Constant", "CumulativePool", "Form", "FrameOp", "GraphState", "Ref", "StreamGraph", "TracedRecurrent"]
+__all__ = ["Constant", "CumulativePool", "Form", "FrameOp", "GraphState", "Ref", "StreamGraph", "TimeCrop", "TracedRecurrent"]
 
 
 # ==================================================================================================
@@ -300,6 +303,32 @@ class CumulativePool(StreamingModule):
 
     def extra_repr(self) -> str:
         return f"{self.mode}, time axis {self.ta}, also over {self.dims}" + (f", adaptive {self.adaptive}" if self.adaptive else "")
+
+
+class TimeCrop(DelayWindow):
+    """A traced time slice ``x[:, :, start : T - end]``: output ``o`` is input frame ``o + start``,
+    emitted once frame ``o + start + end`` has arrived (so the last ``end`` frames, which the slice
+    drops, are never emitted). Alignment: the warm-up and the held-back frames are its delay, as a
+    valid convolution's are, so ``x[:, :, 1:-1]`` meets a valid 3-tap convolution of ``x`` frame
+    for frame."""
+
+    def __init__(self, start: int, end: int, channels: int | None = None, frame_size: Sequence[int] | None = None) -> None:
+        if start < 0 or end < 0:
+            raise ValueError(f"TimeCrop: start and end must be >= 0, got {start}, {end}")
+        super().__init__(None, channels, end + 1, 1, 1, lookahead=end)
+        self.frame_size = tuple(int(v) for v in frame_size) if frame_size is not None else None
+        self.start, self.end = start, end
+        self.timing = Timing(start + end + 1, start + end, 1)
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> WindowState:
+        state = super().init_state(batch_size, device, dtype)
+        return dataclasses.replace(state, skip=state.skip + self.start)
+
+    def flush(self, state: WindowState) -> tuple[Tensor | None, WindowState]:
+        return None, state  # the frames held back are the ones the slice crops
+
+    def extra_repr(self) -> str:
+        return f"start={self.start}, end={self.end}"
 
 
 class TracedRecurrent(Recurrent):

@@ -36,6 +36,7 @@ from .graph import (
     GraphOp,
     Ref,
     StreamGraph,
+    TimeCrop,
     TracedRecurrent,
     map_refs,
     op_name,
@@ -417,6 +418,8 @@ class _Builder:
                 return
             self.add(n, self.value_op(n, "stream", Form("stream", 2), refs=(self.ref(first),)), module)
             return
+        if call == "function" and n.target is operator.getitem and isinstance(first_form, Form) and first_form.kind == "stream" and self.time_slice(n, first, first_form):
+            return
         if kind == "frame" and first_form is not None and first_form.kind == "stream" and self.reduction(n, module, call, first, first_form):
             return
         streams_in = [a for a in n.all_input_nodes if a in self.index and isinstance(self.ops[self.index[a]].form, Form) and self.ops[self.index[a]].form.kind == "stream"]
@@ -504,6 +507,48 @@ class _Builder:
         op = GraphOp("stream", refs=(Ref(src, first_form),), form=Form("stream", want), shape=tuple(y.shape), batch_axis=1 - want,
                      empty=self.empty_of(y, Form("stream", want), 1 - want))  # fmt: skip
         self.add(n, op, layer)
+
+    # -- time slices ---------------------------------------------------------------------------------
+    def time_slice(self, n: fx.Node, first: fx.Node, form: Form) -> bool:
+        """``x[..., a : T - b, ...]`` on the time axis: a :class:`TimeCrop` (the slice is warm-up and
+        delay, like a valid convolution's), or the reason it cannot stream. False when the index
+        leaves time alone (then it is a frame-wise operation)."""
+        items = n.args[1] if isinstance(n.args[1], tuple) else (n.args[1],)
+        consuming = [j for j, i in enumerate(items) if i is not None]  # None adds an axis, reads none
+        if any(i is Ellipsis for i in items) or len(consuming) <= form.ta:
+            return False  # the frame-wise check decides
+        ta = consuming[form.ta]
+        t = items[ta]
+        if isinstance(t, slice) and (t.start, t.stop, t.step) == (None, None, None):
+            return False
+        what = self.what(n)
+        if not isinstance(t, slice):
+            self.fail(self.where(n), what, "picks frames of the time axis; a stream has every frame, not chosen ones")
+            return True
+        if any(not (isinstance(i, slice) and (i.start, i.stop, i.step) == (None, None, None)) for j, i in enumerate(items) if j != ta):
+            self.fail(self.where(n), what, "slices time and other axes in one index; slice time on its own (x[:, :, a:-b]), then the rest")
+            return True
+        crops = []
+        for rec in (self.v1, self.v2):
+            length = rec[first].shape[form.ta]
+            start, stop, step = slice(*(rec[v] if isinstance(v, fx.Node) else v for v in (t.start, t.stop, t.step))).indices(length)
+            crops.append((start, length - stop, step))
+        (a, b, step), other = crops
+        if step != 1 or other[2] != 1:
+            self.fail(self.where(n), what, "slices time with a step; decimate time with a strided layer (a stream keeps every frame)")
+        elif other != crops[0] or a + b >= self.v1[first].shape[form.ta]:
+            t1, t2 = self.v1[first].shape[form.ta], self.v2[first].shape[form.ta]
+            self.fail(
+                self.where(n), what,
+                f"slices time by the sequence length (frames {a}..{t1 - b} of {t1}, {other[0]}..{t2 - other[1]} of {t2}); only a crop of a fixed number "
+                "of frames at the start and at the end streams (x[:, :, a:-b], x[:, :, a : x.shape[2] - b])",
+            )  # fmt: skip
+        elif form.ta != 2 or self.classify(first)[2] != 0:
+            self.fail(self.where(n), what, "crops time in a value whose layout is not (B, C, T, ...)")
+        else:
+            x = self.v1[first]
+            self.add(n, self.value_op(n, "stream", Form("stream", 2), refs=(self.ref(first),)), TimeCrop(a, b, x.shape[1], x.shape[3:]))
+        return True
 
     # -- time reductions -----------------------------------------------------------------------------
     def reduction(self, n: fx.Node, module: nn.Module | None, call: str, first: fx.Node, first_form: Form) -> bool:
