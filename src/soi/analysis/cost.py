@@ -61,6 +61,7 @@ __all__ = [
     "MacCounter",
     "measure_steps",
     "format_table",
+    "windowed_cost",
 ]
 
 
@@ -273,6 +274,50 @@ def cost(
         period=period,
         schedule=steps,
         works=works,
+    )
+
+
+def windowed_cost(
+    module: torch.nn.Module,
+    window_shape: Sequence[int],
+    frame_rate: float = 62.5,
+    pattern: str | None = "baseline",
+    reference_macs_per_frame: float | None = None,
+    dense: bool = False,
+) -> CostReport:
+    """Cost of windowed recompute, what a user of a model that cannot stream does: at every frame,
+    the plain torch ``module`` re-runs on the last ``window_shape[1]`` frames (its receptive field).
+
+    Args:
+        module: a plain torch model over ``(1, *window_shape)``.
+        window_shape: ``(C, window, *frame)`` of one window.
+        frame_rate: frames per second.
+        pattern: the report's name.
+        reference_macs_per_frame: what ``retained %`` is measured against (the model's STMC form, say);
+            ``None``: the windowed cost itself (100 %).
+
+    The MACs of one run are counted at run time (:class:`MacCounter`); every frame costs one run
+    (average = peak, nothing precomputed) and the state is the window of input frames (float32).
+    """
+    if not math.isfinite(frame_rate) or frame_rate <= 0:
+        raise ValueError(f"windowed_cost: frame_rate must be a finite number > 0, got {frame_rate}")
+    x = torch.zeros(1, *window_shape)
+    with torch.no_grad(), MacCounter(dense) as counter:
+        module.eval()(x)
+    macs = counter.macs
+    return CostReport(
+        pattern=pattern,
+        frame_rate=frame_rate,
+        macs_per_frame=float(macs),
+        baseline_macs_per_frame=float(reference_macs_per_frame if reference_macs_per_frame is not None else macs),
+        peak_macs=macs,
+        peak_total_macs=macs,
+        precomputed_percent=0.0,
+        precomputed_average_percent=0.0,
+        state_bytes=x.numel() * 4,
+        period=1,
+        schedule=[StepMacs(macs, 0)],
+        works=[],
     )
 
 
