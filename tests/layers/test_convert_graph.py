@@ -449,3 +449,67 @@ def test_a_zero_frame_chunk_through_a_cumulative_adaptive_pool():
     assert any(isinstance(m, CumulativePool) for m in model.modules())
     with_empty = stream(model, x, [1, 0, 3, 0, 3])
     assert_close(with_empty, stream(model, x, [1, 3, 3]), "zero-frame chunks change nothing", 0.0)
+
+
+# ==================================================================================================
+# torch.export where torch.fx cannot trace
+# ==================================================================================================
+
+
+class PadsToMultiple(nn.Module):
+    """Pads the frequency axis to a multiple of 4 when it is not one (a U-Net's down-sampling needs
+    it), convolves causally in time, halves and restores frequency, crops it back: ``if x.shape[3] %
+    4`` is Python control flow on a size, which torch.fx cannot trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(2, 4, 3, stride=(1, 2), padding=(0, 1))
+        self.up = nn.ConvTranspose2d(4, 2, (1, 2), stride=(1, 2))
+
+    def forward(self, x):
+        f = x.shape[3]
+        if f % 4:
+            x = F.pad(x, (0, 4 - f % 4))
+        y = self.up(torch.relu(self.down(F.pad(x, (0, 0, 2, 0)))))
+        return y[:, :, :, :f] + x[:, :, :, :f]
+
+
+def test_a_model_fx_cannot_trace_converts_through_torch_export():
+    with pytest.raises(torch.fx.proxy.TraceError):
+        torch.fx.symbolic_trace(PadsToMultiple())
+    torch.manual_seed(0)
+    net = PadsToMultiple().to(DT).eval()
+    x = torch.randn(2, 2, 12, 13, dtype=DT)
+    model = soi.convert(net, x)
+    with torch.no_grad():
+        want = net(x)
+        for chunk in CHUNKS:
+            assert_close(stream(model, x, chunk), want, f"exported PadsToMultiple chunks {chunk!r}: streamed vs torch")
+
+
+def test_a_branch_on_the_sequence_length_is_refused_after_export():
+    class ByLength(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x) if x.shape[2] > 10 else x
+
+    with pytest.raises(soi.ConversionError, match="branches on the sequence length: torch.export found it the same function only for 11 to any"):
+        soi.convert(ByLength(), torch.randn(1, 2, 12))
+
+
+def test_when_fx_and_export_both_fail_the_error_says_what_each_said():
+    class ByValue(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(2, 2, 1)
+
+        def forward(self, x):
+            return self.conv(x) if x.sum() > 0 else x
+
+    with pytest.raises(soi.ConversionError) as info:
+        soi.convert(ByValue(), torch.randn(1, 2, 12))
+    text = str(info.value)
+    assert "torch.fx cannot trace it (TraceError" in text and "nor torch.export (non-strict" in text, text

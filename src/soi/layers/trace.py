@@ -1,7 +1,10 @@
 """Tracing a model into a :class:`~soi.layers.graph.StreamGraph` (the general path of
 :func:`soi.convert`).
 
-1. ``torch.fx`` traces ``forward`` (torch.nn layers and soi's streaming modules are leaves).
+1. ``torch.fx`` traces ``forward`` (torch.nn layers and soi's streaming modules are leaves); where
+   it cannot (Python control flow on a size), ``torch.export`` (non-strict, batch and time dynamic)
+   does, and its graph is brought to the same form (:func:`_exported`); a branch on the sequence
+   length is refused then, and when both fail the error says what each said.
 2. The traced model runs on a random input like the example at two sequence lengths and two batch
    sizes: a value's time axis is the one whose size follows the length, its batch axis the one
    that follows the batch; values that depend on the input and have no time axis are pooled.
@@ -79,6 +82,79 @@ class _Tracer(fx.Tracer):
         if forward is not nn.Module.forward and (getattr(forward, "__module__", "") or "").startswith("torch.nn"):
             return True
         return super().is_leaf_module(m, qualname)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [""])[0]
+
+
+# aten operations of an exported graph, as the torch calls the builder recognises (time padding,
+# reductions, slices, sizes); every other aten operation is checked frame-wise as it is
+_ATEN = torch.ops.aten
+_INT_MAX = 2**62
+
+
+def _as_torch(target: Any, args: tuple, kwargs: dict) -> tuple[str, Any, tuple, dict]:
+    """``(op, target, args, kwargs)`` of an fx node doing what aten call ``target`` does."""
+    if target is _ATEN.pad.default:
+        return "call_function", F.pad, args[:2], {"mode": args[2] if len(args) > 2 else "constant", "value": args[3] if len(args) > 3 else None}
+    if target is _ATEN.constant_pad_nd.default:
+        return "call_function", F.pad, args[:2], {"value": args[2] if len(args) > 2 else 0.0}
+    reduce = {_ATEN.mean.dim: torch.mean, _ATEN.sum.dim_IntList: torch.sum, _ATEN.amax.default: torch.amax}.get(target)
+    if reduce is not None:
+        return "call_function", reduce, args[:1], {"dim": tuple(args[1]) if len(args) > 1 else None, "keepdim": bool(args[2]) if len(args) > 2 else False}
+    if target is _ATEN.slice.Tensor:
+        dim, start, end, step = (*args[1:], *(0, None, None, 1)[len(args) - 1 :])
+        end = None if isinstance(end, int) and end >= _INT_MAX else end
+        start = None if start == 0 else start
+        return "call_function", operator.getitem, (args[0], (slice(None),) * dim + (slice(start, end, step if step != 1 else None),)), {}
+    if target is _ATEN.sym_size.int:
+        return "call_method", "size", args, kwargs
+    return "call_function", target, args, kwargs
+
+
+def _exported(net: nn.Module, example_input: Tensor | None) -> tuple[fx.GraphModule, tuple[int, int | None]]:
+    """``net``'s forward by ``torch.export`` (non-strict; batch and time dynamic, so control flow
+    on them fails here, while that on the other sizes is resolved for the example's) as a graph of
+    the same kind as the fx trace: leaf modules (:class:`_Tracer`'s) called by path, the code
+    between them as torch operations; and the sequence lengths ``(min, max or None)`` the export
+    holds for (a branch on the length bounds them)."""
+    from torch.export import Dim, export, unflatten
+    from torch.utils._sympy.numbers import int_oo
+
+    if example_input is None:
+        raise ValueError("needs example_input to export")
+    x = example_input.expand(max(2, example_input.shape[0]), *example_input.shape[1:]).contiguous()  # batch 1 would be specialised
+    program = export(net, (x,), dynamic_shapes=({0: Dim.AUTO, 2: Dim.AUTO},), strict=False)
+    time = next(n for n in program.graph.nodes if n.name == program.graph_signature.user_inputs[0]).meta["val"].shape[2]
+    lengths = program.range_constraints.get(time.node.expr) if hasattr(time, "node") else None
+    if lengths is None:
+        raise ValueError(f"it specialises the sequence length to {time} frames (control flow on x.shape[2], or an op that fixes it)")
+    graph = fx.Graph()
+    leaf = _Tracer().is_leaf_module
+
+    def inline(gm: nn.Module, prefix: str, inputs: list) -> Any:
+        env: dict[fx.Node, Any] = {}
+        pending = iter(inputs)
+        for n in gm.graph.nodes:
+            args, kwargs = fx.map_arg(n.args, env.__getitem__), fx.map_arg(n.kwargs, env.__getitem__)
+            if n.op == "placeholder":
+                env[n] = next(pending)
+            elif n.op == "get_attr":
+                env[n] = graph.get_attr(prefix + n.target)
+            elif n.op == "call_module" and leaf(net.get_submodule(prefix + n.target), prefix + n.target):
+                env[n] = graph.call_module(prefix + n.target, args, kwargs)
+            elif n.op == "call_module":
+                env[n] = inline(gm.get_submodule(n.target), f"{prefix}{n.target}.", list(args))
+            elif n.op in ("call_function", "call_method"):
+                env[n] = graph.create_node(*_as_torch(n.target, args, kwargs) if n.op == "call_function" else (n.op, n.target, args, kwargs))
+            elif n.op == "output":
+                out = args[0]
+                return out[0] if isinstance(out, (tuple, list)) and len(out) == 1 else out
+        raise RuntimeError("internal: an exported graph without output")
+
+    graph.output(inline(unflatten(program), "", [graph.placeholder("x")]))
+    return fx.GraphModule(net, graph), (int(lengths.lower), None if lengths.upper == int_oo else int(lengths.upper))
 
 
 class _ByName(dict):
@@ -174,13 +250,22 @@ class _Builder:
     # -- 1-2: trace and record ----------------------------------------------------------------------
     def trace(self) -> bool:
         net = copy.deepcopy(self.module).eval()
+        self.lengths: tuple[int, int | None] | None = None  # the lengths an export holds for
         try:
             tracer = _Tracer()
             graph = tracer.trace(net)
             self.gm = fx.GraphModule(tracer.root, graph)
-        except Exception as e:  # noqa: BLE001 - reported as a conversion problem
-            self.fail("<model>", f"{type(self.module).__name__}.forward", f"torch.fx cannot trace it ({type(e).__name__}: {e}); write the data-dependent part as a module of its own")
-            return False
+        except Exception as fx_error:  # noqa: BLE001 - torch.export is tried next, then both are reported
+            try:
+                self.gm, self.lengths = _exported(net, self.example_input)
+            except Exception as e:  # noqa: BLE001
+                self.fail(
+                    "<model>", f"{type(self.module).__name__}.forward",
+                    f"torch.fx cannot trace it ({type(fx_error).__name__}: {_first_line(fx_error)}), nor torch.export "
+                    f"(non-strict, batch and time dynamic) export it ({type(e).__name__}: {_first_line(e)}); "
+                    "write the data-dependent part as a module of its own",
+                )  # fmt: skip
+                return False
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != 1:
             self.fail("<model>", "forward", f"takes {len(placeholders)} inputs; a stream has one, (B, C, T, ...)")
@@ -299,6 +384,12 @@ class _Builder:
             out_ref = Ref(remap[out_ref.src], out_ref.form, out_ref.align)
         order = [op.name for op in self.ops if op.name in self.modules]
         self.modules = {name: self.modules[name] for name in order}
+        delay = self.ops[out_ref.src].timing.delay
+        if self.lengths is not None and (self.lengths[1] is not None or self.lengths[0] > delay + 2):
+            # (a window needs delay + 1 frames; torch.export treats one frame more as special)
+            low, high = self.lengths
+            self.fail("<model>", "forward", f"branches on the sequence length: torch.export found it the same function only for {low} to {high or 'any number of'} frames, and a stream grows from 1")
+            return None
         return StreamGraph(self.ops, self.modules, self.aligns, out_ref, (self.shape[1], *self.shape[3:]), len(self.shape))
 
     def ref(self, n: fx.Node) -> Ref:
