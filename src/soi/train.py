@@ -1,4 +1,5 @@
-"""Training the speech-separation U-Net: one loop, single process or DDP (``torchrun``, gloo on CPU).
+"""Training the speech-separation U-Net: speech as a task of the one loop (:mod:`soi.training`),
+single process or DDP (``torchrun``, gloo on CPU).
 
 A compressed spectral loss (default; scale-aware, so the output keeps the speech's level) or the
 negative SI-SNR on the offline path (which *is* the streaming path run over the whole sequence), a
@@ -13,31 +14,32 @@ wall-clock budget, a progress bar with loss and ETA, and a CSV log (plus TensorB
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-import os
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from .files import check_output_folder
 from .models.unet import UNetConfig, parse_pattern
-from .progress import progress_bar
 from .tasks.speech.data import noisy_clean, open_split
-from .tasks.speech.masker import MASK_BOUNDS, SpectralMasker, SpeechEnhancer, read_checkpoint, save_checkpoint, unet_config_of
+from .tasks.speech.masker import (
+    MASK_BOUNDS,
+    SpectralMasker,
+    SpeechEnhancer,
+    read_checkpoint,
+    save_checkpoint,
+    unet_config_of,
+)
 from .tasks.speech.metrics import LOSSES, si_snr_improvement, training_loss
+from .training import RUN_FILES, LoopConfig, Score, run_training
 
-__all__ = ["TrainConfig", "train", "evaluate_si_snri", "init_weights"]
+__all__ = ["RUN_FILES", "SpeechTask", "TrainConfig", "evaluate_si_snri", "init_weights", "train"]
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -172,22 +174,6 @@ class RandomCrops(Dataset):
         return clean + noise * (speech_rms / noise_rms * 10 ** (-snr_db / 20)), clean
 
 
-# -- distributed helpers ----------------------------------------------------------------------------
-
-
-def _dist_env() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return (dist.get_rank() if world > 1 else 0), world
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # -- evaluation -------------------------------------------------------------------------------------
 
 
@@ -207,7 +193,7 @@ def evaluate_si_snri(enhancer: SpeechEnhancer, dataset: Dataset, batch_size: int
     return total / max(count, 1)
 
 
-# -- the loop ---------------------------------------------------------------------------------------
+# -- the task ---------------------------------------------------------------------------------------
 
 
 def build_enhancer(cfg: TrainConfig) -> SpeechEnhancer:
@@ -216,21 +202,6 @@ def build_enhancer(cfg: TrainConfig) -> SpeechEnhancer:
     # The U-Net's frequency bins fix the STFT: F = n_fft/2 + 1, with the paper's 75 % overlap.
     n_fft = 2 * (unet_config.freq_bins - 1)
     return SpeechEnhancer(masker, n_fft=n_fft, hop=n_fft // 4)
-
-
-def _batches(loader: DataLoader, crops: RandomCrops, sampler: DistributedSampler | None, start_epoch: int) -> Iterator[tuple[int, Tensor, Tensor]]:
-    epoch = start_epoch
-    while True:
-        crops.epoch = epoch
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        for noisy, clean in loader:
-            yield epoch, noisy, clean
-        epoch += 1
-
-
-RUN_FILES = ("last.pt", "best.pt", "log.csv")
-"""What a run writes in its folder: the latest state (resumable), the best checkpoint, the log."""
 
 
 def _check_resumable(path: Path, payload: dict[str, Any], cfg: TrainConfig, enhancer: SpeechEnhancer) -> None:
@@ -293,8 +264,64 @@ def init_weights(enhancer: SpeechEnhancer, path: str | Path) -> list[str]:
     return missing
 
 
+SCORE = Score("valid_si_snri_db", "valid SI-SNRi", "dB")
+
+
+class SpeechTask:
+    """Speech separation as a :class:`soi.training.Task`: a :class:`SpeechEnhancer`, random crops of
+    (noisy, clean) pairs (remixed as ``cfg.remix`` says), the configured training loss, validation
+    SI-SNRi on whole files."""
+
+    score = SCORE
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.name = cfg.pattern
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.cfg)
+
+    def build_model(self) -> SpeechEnhancer:
+        return build_enhancer(self.cfg)
+
+    def read_checkpoint(self, path: Path) -> dict[str, Any]:
+        return read_checkpoint(path)
+
+    def check_resumable(self, path: Path, payload: dict[str, Any], model: SpeechEnhancer) -> None:
+        _check_resumable(path, payload, self.cfg, model)
+
+    def fresh_start(self, model: SpeechEnhancer, rank: int) -> None:
+        if self.cfg.init_from is not None:
+            fresh = init_weights(model, self.cfg.init_from)
+            if rank == 0:
+                print(f"initialised from {self.cfg.init_from}" + (f"; new here (initialised fresh): {', '.join(fresh)}" if fresh else ""))
+
+    def open_data(self) -> None:
+        self.train_set = open_split(self.cfg.data, "train")
+        self.valid_set = open_split(self.cfg.data, "valid")
+
+    def train_data(self, model: SpeechEnhancer) -> RandomCrops:
+        return RandomCrops(self.train_set, int(self.cfg.segment_seconds * model.sample_rate), self.cfg.seed, self.cfg.remix)
+
+    def loss(self, model: torch.nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        noisy, clean = batch
+        return training_loss(self.cfg.loss, model(noisy), clean, noisy)
+
+    def validate(self, model: SpeechEnhancer) -> float:
+        return evaluate_si_snri(model, self.valid_set)
+
+    def save_checkpoint(self, path: Path, model: SpeechEnhancer, extra: dict[str, Any]) -> None:
+        save_checkpoint(path, model, extra)
+
+
+def loop_config(cfg: TrainConfig) -> LoopConfig:
+    """The task-independent part of ``cfg``."""
+    return LoopConfig(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(LoopConfig)})
+
+
 def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
-    """Train a model; returns a summary (steps, best validation SI-SNRi, checkpoint paths).
+    """Train a speech model with the one loop (:func:`soi.training.run_training`); returns a summary
+    (steps, best validation SI-SNRi, checkpoint paths).
 
     A run folder that holds ``last.pt`` is resumed (unless ``cfg.resume`` is false), with the same
     model only. Files of an earlier run that this run would replace without resuming from them
@@ -305,175 +332,4 @@ def train(cfg: TrainConfig, force: bool = False) -> dict[str, Any]:
         ValueError: resuming a run whose model config, pattern or upsampler differ from ``cfg``;
             a bad config, data set or checkpoint.
     """
-    rank, world = _dist_env()
-    if world > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    out = Path(cfg.out_dir)
-    check_output_folder(out)  # every process: the same answer, before any work
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    enhancer = build_enhancer(cfg)
-    payload = read_checkpoint(last_path) if cfg.resume and last_path.is_file() else None
-    if payload is not None:
-        _check_resumable(last_path, payload, cfg, enhancer)
-    elif cfg.init_from is not None:
-        fresh = init_weights(enhancer, cfg.init_from)
-        if rank == 0:
-            print(f"initialised from {cfg.init_from}" + (f"; new here (initialised fresh): {', '.join(fresh)}" if fresh else ""))
-    if payload is None:
-        earlier = [name for name in RUN_FILES if (out / name).exists()]
-        if earlier and not force:
-            raise FileExistsError(
-                f"{out} already holds {', '.join(earlier)} of an earlier run; resume it (without --no-resume), "
-                "choose a new --out folder, or pass --force to replace them"
-            )
-    train_set = open_split(cfg.data, "train")
-    valid_set = open_split(cfg.data, "valid")
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    _seed_everything(cfg.seed)
-    optimizer = torch.optim.Adam(enhancer.parameters(), lr=cfg.lr)
-    # The learning rate halves after lr_patience validations without a new best (None: constant).
-    scheduler = (
-        torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "max", factor=0.5, patience=cfg.lr_patience, min_lr=cfg.min_lr)
-        if cfg.lr_patience is not None
-        else None
-    )
-    step, start_epoch, best = 0, 0, -math.inf
-    elapsed_before = 0.0
-
-    if payload is not None:
-        enhancer.load_state_dict(payload["state_dict"])
-        progress = payload["extra"]["progress"]
-        optimizer.load_state_dict(progress["optimizer"])
-        if scheduler is not None and "scheduler" in progress:  # runs from before the schedule start it fresh
-            scheduler.load_state_dict(progress["scheduler"])
-        step, start_epoch, best = progress["step"], progress["epoch"], progress["best"]
-        elapsed_before = progress["elapsed"]
-        torch.set_rng_state(progress["torch_rng"])
-        if rank == 0:
-            print(f"resumed from {last_path} at step {step} (epoch {start_epoch}, best valid SI-SNRi {best:.2f} dB)")
-
-    model: torch.nn.Module = enhancer
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(enhancer)
-    crops = RandomCrops(train_set, int(cfg.segment_seconds * enhancer.sample_rate), cfg.seed, cfg.remix)
-    sampler = DistributedSampler(crops, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
-    loader = DataLoader(
-        crops,
-        batch_size=cfg.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        drop_last=len(crops) >= cfg.batch_size * world,
-        generator=torch.Generator().manual_seed(cfg.seed + start_epoch) if sampler is None else None,
-    )
-    steps_per_epoch = max(1, len(loader))
-    total_steps = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * steps_per_epoch
-    budget = cfg.minutes * 60 if cfg.minutes is not None else math.inf
-
-    log_path = out / "log.csv"
-    writer = None
-    if rank == 0:
-        new_log = not log_path.is_file() or step == 0
-        log_file = log_path.open("w" if new_log else "a", newline="")
-        log = csv.writer(log_file)
-        if new_log:
-            log.writerow(["step", "epoch", "loss", "valid_si_snri_db", "elapsed_s", "lr"])
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(out / "tensorboard"))
-        except ImportError:
-            writer = None
-    bar = None
-    if rank == 0:
-        # Under a time budget the step count is not the limit: count steps, show the time left.
-        bar_total = total_steps if math.isinf(budget) else None
-        bar = progress_bar(bar_total, desc=f"train {cfg.pattern}", unit="step", enabled=cfg.progress, initial=step)
-
-    def checkpoint(path: Path, epoch: int, valid: float | None) -> None:
-        extra = {
-            "train_config": dataclasses.asdict(cfg),
-            "step": step,
-            "valid_si_snri_db": valid,
-            "progress": {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "step": step,
-                "epoch": epoch,
-                "best": best,
-                "elapsed": elapsed_before + (time.monotonic() - t0),
-                "torch_rng": torch.get_rng_state(),
-            },
-        }
-        save_checkpoint(path, enhancer, extra if path == last_path else {k: v for k, v in extra.items() if k != "progress"})
-
-    def validate_and_save(epoch: int) -> None:
-        """Every process: rank 0 validates and saves, the others take its score, so that every
-        process's learning rate follows the same schedule."""
-        nonlocal best
-        valid = evaluate_si_snri(enhancer, valid_set) if rank == 0 else 0.0
-        if world > 1:
-            score = torch.tensor([valid])
-            dist.broadcast(score, 0)
-            valid = float(score)
-        if scheduler is not None:
-            scheduler.step(valid)  # before the checkpoint: a resumed run continues the same schedule
-        if rank != 0:
-            return
-        if valid > best:
-            best = valid
-            checkpoint(best_path, epoch, valid)
-        checkpoint(last_path, epoch, valid)
-        lr = optimizer.param_groups[0]["lr"]
-        log.writerow([step, epoch, f"{running:.4f}", f"{valid:.4f}", f"{elapsed_before + time.monotonic() - t0:.1f}", f"{lr:.3g}"])
-        log_file.flush()
-        if writer is not None:
-            writer.add_scalar("valid/si_snri_db", valid, step)
-
-    t0 = time.monotonic()
-    running = float("nan")
-    epoch = start_epoch
-    enhancer.train()
-    batches = _batches(loader, crops, sampler, start_epoch)
-    while step < total_steps:
-        epoch, noisy, clean = next(batches)
-        loss = training_loss(cfg.loss, model(noisy), clean, noisy)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(enhancer.parameters(), cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        value = float(loss.detach())
-        running = value if math.isnan(running) else 0.95 * running + 0.05 * value
-        stop = torch.tensor([float(elapsed_before + time.monotonic() - t0 >= budget)])
-        if world > 1:
-            dist.all_reduce(stop)  # every process stops at the same step
-        if rank == 0:
-            if bar is not None:
-                postfix = {"loss": f"{running:.2f}", "epoch": epoch, "best": f"{best:.2f}dB" if best > -math.inf else "-"}
-                if not math.isinf(budget):
-                    left = max(0.0, budget - (elapsed_before + time.monotonic() - t0))
-                    postfix["left"] = f"{int(left // 60)}:{int(left % 60):02d}"
-                bar.set_postfix(postfix)
-                bar.update(1)
-            if writer is not None:
-                writer.add_scalar("train/loss", value, step)
-        if step % cfg.valid_every == 0:
-            validate_and_save(epoch)
-        if stop.item() > 0:
-            break
-    summary: dict[str, Any] = {"steps": step}
-    if step % cfg.valid_every != 0 or step == 0:
-        validate_and_save(epoch)
-    if rank == 0:
-        if bar is not None:
-            bar.close()
-        log_file.close()
-        if writer is not None:
-            writer.close()
-        summary.update(best_valid_si_snri_db=best, last=str(last_path), best=str(best_path), loss=running)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return summary
+    return run_training(SpeechTask(cfg), loop_config(cfg), force)
