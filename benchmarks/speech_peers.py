@@ -123,6 +123,16 @@ def soi_method(label: str, path: Path) -> Method:
     return Method(f"soi {label} (streamed)", run, declared_latency_ms=latency, delay=0)
 
 
+def reverberant_items(root: Path, split: str, noisy_files: list[Path]) -> list[bool] | None:
+    """Whether each file's speech was spoken in a simulated room, from the default set's manifest
+    (None for another data set)."""
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        return None
+    by_name = {Path(item["noisy"]).name: item["room"] is not None for item in json.loads(manifest.read_text())["splits"][split]["items"]}
+    return [by_name[Path(f).name] for f in noisy_files]
+
+
 def find_delay(outputs: list[np.ndarray], cleans: list[np.ndarray], max_ms: float = 200.0) -> int:
     """The lag in samples (0 .. max_ms) maximising the cross-correlation of outputs with the clean
     speech, summed over the files."""
@@ -153,6 +163,7 @@ def main() -> None:
     items = open_split(args.data, args.split)
     count = len(items) if args.limit is None else min(args.limit, len(items))
     pairs = [tuple(t.numpy().astype(np.float32) for t in noisy_clean(items[i])) for i in range(count)]
+    rooms = reverberant_items(Path(args.data), args.split, [items.pairs[i][0] for i in range(count)])
     methods = [Method("noisy input", lambda w: w.copy(), 0.0, delay=0)]
     for spec in args.checkpoint or [f"shipped={default_checkpoint_path()}"]:
         label, _, path = spec.partition("=")
@@ -184,6 +195,9 @@ def main() -> None:
     summary = []
     for m in methods:
         mean = {k: statistics.fmean(r[k] for r in m.rows) for k in ("si_snri_db", "pesq_wb", "stoi", "level_db", "rtf")}
+        if rooms is not None and all(rooms) != any(rooms):
+            for key, flag in (("si_snri_dry_db", False), ("si_snri_room_db", True)):
+                mean[key] = statistics.fmean(r["si_snri_db"] for r, room in zip(m.rows, rooms) if room == flag)
         summary.append({"method": m.name, **mean, "beyond_full_scale": sum(r["beyond_full_scale"] for r in m.rows),
                         "delay_ms": 1e3 * m.delay / RATE, "declared_latency_ms": m.declared_latency_ms, "files": count})  # fmt: skip
     Path(args.out + ".json").write_text(json.dumps({"data": args.data, "split": args.split, "summary": summary,
@@ -194,14 +208,17 @@ def main() -> None:
         "Same files, same metrics; every method streamed frame by frame on one thread; peers at 48 kHz (resampled), "
         "their delay found by cross-correlation and removed. Regenerate: `python3 benchmarks/speech_peers.py --data ...`.",
         "",
-        "| method | SI-SNRi (dB) | PESQ-wb | STOI | level vs clean (dB) | samples beyond full scale | RTF | delay found (ms) | declared latency (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | SI-SNRi (dB) | SI-SNRi dry / in a room (dB) | PESQ-wb | STOI | level vs clean (dB) | samples beyond full scale | RTF | delay found (ms) | declared latency (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summary:
+        split = f"{s['si_snri_dry_db']:.2f} / {s['si_snri_room_db']:.2f}" if "si_snri_dry_db" in s else "-"
         md.append(
-            f"| {s['method']} | {s['si_snri_db']:.2f} | {s['pesq_wb']:.3f} | {s['stoi']:.3f} | {s['level_db']:+.1f} | "
+            f"| {s['method']} | {s['si_snri_db']:.2f} | {split} | {s['pesq_wb']:.3f} | {s['stoi']:.3f} | {s['level_db']:+.1f} | "
             f"{s['beyond_full_scale']} | {s['rtf']:.3f} | {s['delay_ms']:.1f} | {s['declared_latency_ms']:.0f} |"
         )
+    if rooms is not None:
+        md += ["", f"{sum(rooms)} of the {count} files are spoken in a simulated room (their target: direct path + 50 ms), {count - sum(rooms)} dry."]
     Path(args.out + ".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

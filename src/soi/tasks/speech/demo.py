@@ -2,7 +2,7 @@
 
 1. builds the small default data set if it is absent (speech synthesised offline, real and synthetic
    noises; no download),
-2. loads the small trained checkpoint shipped with the package,
+2. loads the trained checkpoint shipped with the package (the medium STMC U-Net),
 3. writes an unseen noisy example of the test split (and its clean speech) as WAVs and enhances
    it as ``soi enhance`` does, *streaming* hop by hop, into ``enhanced.wav``,
 4. writes a spectrogram picture and reports SI-SNRi measured on the written files, the
