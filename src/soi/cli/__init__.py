@@ -34,7 +34,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "SI-SNRi per pattern on a data set",
     "export": "export a model to ONNX, one graph per schedule phase",
     "bench": "benchmark streaming steps",
-    "scenes": "acoustic scene classification: soi scenes generate (the default data set)",
+    "scenes": "acoustic scene classification: soi scenes generate | train | evaluate | classify",
 }
 """Command name -> one-line help (the list in ``soi --help``, the description in ``soi COMMAND --help``)."""
 

@@ -9,6 +9,9 @@ import importlib
 
 ACTIONS: dict[str, str] = {
     "generate": "build the default scene data set offline from real recordings in Debian packages",
+    "train": "train a scene classifier (GhostNet, STMC or SOI) with the one training loop",
+    "evaluate": "accuracy, per-class accuracy and MMAC/s of a trained classifier on a split",
+    "classify": "stream a recording through a classifier: a timeline per second and the clip's label",
 }
 """Action name -> one-line help."""
 

@@ -1,0 +1,46 @@
+"""``soi scenes train``: train a scene classifier (:func:`soi.tasks.scenes.train.train_scenes`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from ...tasks.scenes.train import SceneTrainConfig, train_scenes
+from ..options import count, positive_float, positive_int, seed
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    # No defaults here: a flag not given leaves SceneTrainConfig's default.
+    parser.add_argument("--data", required=True, help="scene set in the TAU/DCASE layout (soi scenes generate DIR makes one)")
+    parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and logs (default runs/scenes)")
+    parser.add_argument("--width", type=positive_float, help="GhostNet width multiplier (default 0.2; sizes 0.2 0.3 0.4 0.5 0.7 1.0 1.3)")
+    parser.add_argument("--pattern", choices=("STMC", "SOI"), help="streaming pattern (default STMC)")
+    parser.add_argument("--upsampler", help="SOI's upsampler: duplicate | transposed | nearest | linear | cubic")
+    parser.add_argument("--mels", dest="n_mels", type=positive_int, help="mel bands of the front end (default 64)")
+    parser.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.2)")
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--segment-seconds", type=positive_float, help="length of the training crops (default 4)")
+    parser.add_argument("--lr", type=positive_float)
+    parser.add_argument("--lr-patience", type=positive_int, help="halve the learning rate after this many validations without a new best (default 4)")
+    parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--steps", dest="max_steps", type=positive_int)
+    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
+    parser.add_argument("--seed", type=seed)
+    parser.add_argument("--valid-every", type=positive_int)
+    parser.add_argument("--workers", dest="num_workers", type=count)
+    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None, help="start over even if --out holds a run")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (as --quiet)")
+    parser.add_argument("--force", action="store_true", help="replace the checkpoints and log of an earlier run in --out instead of resuming it")
+
+
+def run(args: argparse.Namespace) -> int:
+    fields = {f.name for f in dataclasses.fields(SceneTrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.quiet:
+        overrides["progress"] = False
+    summary = train_scenes(SceneTrainConfig(**overrides), force=args.force)
+    if "best" in summary:  # only the process of rank 0 has the summary to print
+        print(json.dumps(summary, indent=2))
+    return 0

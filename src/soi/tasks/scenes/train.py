@@ -1,0 +1,202 @@
+"""Training the scene classifier: scenes as a task of the one loop (:mod:`soi.training`), single
+process or DDP (``torchrun``, gloo on CPU).
+
+A training example is a random crop of ``segment_seconds`` of a clip, streamed from a zero state as
+a deployed classifier hears a clip from its start; the loss is the cross-entropy of *every* frame's
+logits against the clip's scene (the clip label averages every frame's posterior, so every frame's
+posterior is trained). The validation score is the clip accuracy (%) of the running-average label on
+whole validation clips (:func:`soi.tasks.scenes.evaluate.evaluate_scenes`).
+
+    soi scenes train --data data/scenes --out runs/scenes-stmc --width 0.2 --pattern STMC --minutes 10
+    torchrun --nproc_per_node 2 -m soi scenes train --data ... --out ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ...training import LoopConfig, Score, run_training
+from .classifier import (
+    SceneClassifier,
+    build_classifier,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .data import SceneDataset, open_scenes, scene_classes
+from .frontend import LogMelConfig
+
+__all__ = ["SCORE", "SceneCrops", "SceneTask", "SceneTrainConfig", "train_scenes"]
+
+SCORE = Score("valid_accuracy", "valid accuracy", "%")
+
+
+@dataclass(frozen=True)
+class SceneTrainConfig:
+    """Everything a scene training run depends on; saved in every checkpoint.
+
+    ``data`` is a scene set in the TAU/DCASE layout (:mod:`soi.tasks.scenes.data`; ``soi scenes
+    generate`` writes one). ``width`` is the GhostNet's width multiplier
+    (:data:`soi.models.ghostnet.SIZES`), ``pattern`` ``"STMC"`` or ``"SOI"``; ``n_mels`` the front
+    end's bands (the rest of the front end is :class:`~soi.tasks.scenes.frontend.LogMelConfig`'s default).
+    The loop's fields are :class:`soi.training.LoopConfig`'s.
+    """
+
+    data: str
+    out_dir: str = "runs/scenes"
+    width: float = 0.2
+    pattern: str = "STMC"
+    upsampler: str = "duplicate"
+    n_mels: int = 64
+    dropout: float = 0.2
+    batch_size: int = 16
+    segment_seconds: float = 4.0
+    lr: float = 1e-3
+    lr_patience: int | None = 4
+    min_lr: float = 1e-5
+    epochs: int = 100
+    max_steps: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    valid_every: int = 100
+    grad_clip: float = 5.0
+    num_workers: int = 0
+    resume: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("data", "out_dir", "upsampler"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"SceneTrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if self.pattern not in ("STMC", "SOI"):
+            raise ValueError(f"SceneTrainConfig.pattern must be STMC or SOI (the baseline cannot stream), got {self.pattern!r}")
+        for name, low, optional in (
+            ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
+            ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True), ("n_mels", 1, False),
+        ):  # fmt: skip
+            v = getattr(self, name)
+            if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+                raise ValueError(f"SceneTrainConfig.{name} must be an integer >= {low}, got {v!r}")
+        for name, optional in (("width", False), ("segment_seconds", False), ("lr", False), ("min_lr", False), ("minutes", True), ("grad_clip", False)):
+            v = getattr(self, name)
+            if not (optional and v is None) and (
+                not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
+            ):
+                raise ValueError(f"SceneTrainConfig.{name} must be a finite number > 0, got {v!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"SceneTrainConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        for name in ("resume", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SceneTrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def frontend(self) -> LogMelConfig:
+        return LogMelConfig(n_mels=self.n_mels)
+
+    def loop(self) -> LoopConfig:
+        """The task-independent part of this config."""
+        return LoopConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LoopConfig)})
+
+
+class SceneCrops(Dataset):
+    """Random crops of ``samples`` samples of the clips of ``base`` (shorter clips zero padded at the
+    end), ``(wave (samples,), label)``, reproducible from (seed, epoch, index)."""
+
+    def __init__(self, base: SceneDataset, samples: int, seed: int) -> None:
+        self.base, self.samples, self.seed, self.epoch = base, samples, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        wave, label = self.base[index]
+        n = wave.shape[-1]
+        if n <= self.samples:
+            return F.pad(wave, (0, self.samples - n)), label
+        start = random.Random(hash((self.seed, self.epoch, index))).randint(0, n - self.samples)
+        return wave[start : start + self.samples], label
+
+
+class SceneTask:
+    """Scene classification as a :class:`soi.training.Task` (see the module docstring)."""
+
+    score = SCORE
+
+    def __init__(self, cfg: SceneTrainConfig) -> None:
+        self.cfg = cfg
+        self.name = f"scenes {cfg.pattern} {cfg.width:g}"
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.cfg)
+
+    def build_model(self) -> SceneClassifier:
+        c = self.cfg
+        return build_classifier(scene_classes(c.data), c.width, c.pattern, c.upsampler, c.frontend, c.dropout)
+
+    def read_checkpoint(self, path: Path) -> dict[str, Any]:
+        return read_checkpoint(path)
+
+    def check_resumable(self, path: Path, payload: dict[str, Any], model: SceneClassifier) -> None:
+        """Refuse to continue a run with another model or other classes: its weights and optimizer
+        would be mixed with a model they do not belong to."""
+        if "progress" not in payload.get("extra", {}):
+            raise ValueError(f"{path} holds no training progress (a best.pt copied there?); resume needs the run's own last.pt")
+        # Compared as the checkpoint describes them: building its model would convert a network.
+        described = payload["model"]
+        changes = [
+            f"{key} {described.get(key)!r} -> {value!r}" for key, value in model.description.items() if described.get(key) != value
+        ]
+        front = dataclasses.asdict(model.frontend.config)
+        if payload["frontend"] != front:
+            changes.append(f"front end {payload['frontend']} -> {front}")
+        if tuple(payload["classes"]) != model.classes:
+            changes.append(f"classes {list(payload['classes'])} -> {list(model.classes)}")
+        if changes:
+            raise ValueError(
+                f"{path} was trained with another model than this run asks for ({'; '.join(changes)}); resume it with "
+                "its own settings, or start this run in a new --out folder"
+            )
+
+    def fresh_start(self, model: SceneClassifier, rank: int) -> None:
+        """Nothing to do: a scene run starts from the network's own initialisation."""
+
+    def open_data(self) -> None:
+        classes = scene_classes(self.cfg.data)
+        rate = self.cfg.frontend.sample_rate
+        self.train_set = open_scenes(self.cfg.data, "train", rate, classes)
+        self.valid_set = open_scenes(self.cfg.data, "valid", rate, classes)
+
+    def train_data(self, model: SceneClassifier) -> SceneCrops:
+        return SceneCrops(self.train_set, round(self.cfg.segment_seconds * model.sample_rate), self.cfg.seed)
+
+    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
+        wave, label = batch
+        logits = model(wave)  # (B, C, T)
+        return F.cross_entropy(logits, label[:, None].expand(-1, logits.shape[2]))
+
+    def validate(self, model: SceneClassifier) -> float:
+        from .evaluate import evaluate_scenes
+
+        return evaluate_scenes(model, self.valid_set).accuracy
+
+    def save_checkpoint(self, path: Path, model: SceneClassifier, extra: dict[str, Any]) -> None:
+        save_checkpoint(path, model, extra)
+
+
+def train_scenes(cfg: SceneTrainConfig, force: bool = False) -> dict[str, Any]:
+    """Train a scene classifier with the one loop (:func:`soi.training.run_training`); returns a
+    summary (``steps``, ``best_valid_accuracy`` in %, the checkpoint paths, the last loss).
+
+    Raises:
+        FileExistsError: ``cfg.out_dir`` holds an earlier run's files and ``force`` is false.
+        ValueError: resuming a run of another model; a bad config, data set or checkpoint.
+    """
+    return run_training(SceneTask(cfg), cfg.loop(), force)
