@@ -26,11 +26,11 @@ import os
 import secrets
 import stat
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["check_output_file", "check_output_folder", "write_file", "writes_to_stdout", "WrittenFiles"]
+__all__ = ["check_output_file", "check_output_folder", "read_checkpoint_file", "write_file", "writes_to_stdout", "WrittenFiles"]
 
 PathLike = str | os.PathLike
 Content = bytes | Callable[[BinaryIO], None]
@@ -337,3 +337,31 @@ class WrittenFiles:
         self.path.unlink(missing_ok=True)
         self._entries = {}
         return removed
+
+
+def read_checkpoint_file(path: PathLike, kind: str, fmt: str, keys: Sequence[str], map_location: str = "cpu") -> dict:
+    """The payload of the soi ``kind`` checkpoint (``"speech"``, ``"scene"``) at ``path``: a dict
+    saved by ``torch.save`` whose ``"format"`` is ``fmt`` and which holds every one of ``keys``.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError: no file at ``path``.
+        ValueError: not a readable checkpoint, another format, or missing fields.
+    """
+    import torch  # here: the rest of this module serves commands that never load a model
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the checkpoint {path} is a folder; give the .pt file (e.g. {path / 'best.pt'})")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for a file that is not a checkpoint
+        raise ValueError(f"{path} is not a readable soi checkpoint: {' '.join(str(err).split())[:200]}") from err
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"{path} is not a soi {kind} checkpoint (expected format {fmt!r}, found {found!r})")
+    missing = [k for k in keys if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: the checkpoint has no {', '.join(missing)} (damaged, or written by other software)")
+    return payload

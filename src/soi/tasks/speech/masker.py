@@ -31,7 +31,7 @@ from .stft import (
     trim_streamed,
 )
 from ...core.containers import Sequential, Wrapper, _Parallel
-from ...files import write_file
+from ...files import read_checkpoint_file, write_file
 from ...models.unet import UNet, UNetConfig, parse_pattern
 from ...core.state import StreamingModule
 
@@ -238,22 +238,7 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         FileNotFoundError, IsADirectoryError: no file at ``path``.
         ValueError: not a soi speech checkpoint, or one with missing fields.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"the checkpoint {path} is a folder; give the .pt file (e.g. {path / 'best.pt'})")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"{path} is not a readable soi checkpoint: {' '.join(str(err).split())[:200]}") from err
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path} is not a soi speech checkpoint (expected format {CHECKPOINT_FORMAT!r}, found {found!r})")
-    missing = [k for k in _CHECKPOINT_KEYS if k not in payload]
-    if missing:
-        raise ValueError(f"{path}: the checkpoint has no {', '.join(missing)} (damaged, or written by other software)")
-    return payload
+    return read_checkpoint_file(path, "speech", CHECKPOINT_FORMAT, _CHECKPOINT_KEYS, map_location)
 
 
 def unet_config_of(payload: dict[str, Any]) -> UNetConfig:
