@@ -107,3 +107,37 @@ def test_compressed_spectral_loss_sees_scale_but_not_level():
     for g in (0.5, 2.0):
         assert compressed_spectral_loss(g * clean, clean, noisy).item() > base, f"gain {g} not penalised"
     assert level_db(0.5 * clean, clean).sub(-6.0206).abs().max().item() < 1e-3
+
+
+@pytest.mark.parametrize("gain", [0.25, 0.5, 2.0], ids=lambda g: f"gain{g}")
+def test_level_matched_si_snr_loss_pins_the_gain(gain):
+    from soi.tasks.speech.metrics import level_matched_si_snr_loss, neg_si_snr_loss
+
+    clean, noise = _pair(1)
+    noisy = clean + noise
+    estimate = clean + 0.3 * noise
+    base = level_matched_si_snr_loss(estimate, clean, noisy).item()
+    scaled = level_matched_si_snr_loss(gain * estimate, clean, noisy).item()
+    # SI-SNR does not see the gain; the level term does: weight * ((level + 20 log10 gain)^2 - level^2)
+    assert neg_si_snr_loss(gain * estimate, clean).item() == pytest.approx(neg_si_snr_loss(estimate, clean).item(), abs=1e-9)
+    level = metrics.level_db(estimate, clean)
+    expected = (0.1 * ((level + 20 * math.log10(gain)).square() - level.square())).mean().item()
+    assert scaled - base == pytest.approx(expected, rel=0.1), f"gain {gain}: penalty {scaled - base:.3f}, expected {expected:.3f}"
+
+
+def test_level_matched_si_snr_loss_floor_keeps_pauses_finite():
+    from soi.tasks.speech.metrics import level_matched_si_snr_loss
+
+    clean, noise = _pair(2)
+    silent = torch.zeros_like(clean)
+    loss = level_matched_si_snr_loss(0.1 * noise, silent, noise)
+    # a floor 30 dB under the input: the level term is at most weight * 30^2 whatever the estimate
+    assert torch.isfinite(loss) and loss.item() < 0.1 * 30**2 + 100
+
+
+def test_training_loss_names():
+    clean, noise = _pair(3)
+    for name in metrics.LOSSES:
+        assert torch.isfinite(metrics.training_loss(name, clean + 0.1 * noise, clean, clean + noise)), name
+    with pytest.raises(ValueError, match="unknown loss 'mse'"):
+        metrics.training_loss("mse", clean, clean, clean)
