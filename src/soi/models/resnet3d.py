@@ -28,7 +28,7 @@ from ..core.state import StreamingModule
 from ..layers.convert import convert as soi_convert
 from ..scattered.scatter import scatter as soi_scatter
 
-__all__ = ["PATTERNS", "WIDTHS", "ResNet3d", "SOI_SPAN", "resnet10", "streaming_resnet3d"]
+__all__ = ["PATTERNS", "SOI_SPAN", "WIDTHS", "ResNet3d", "resnet10", "streaming_resnet3d"]
 
 WIDTHS = {"regular": 64, "small": 32, "tiny": 16}
 """The three sizes of appendix E by the channels of the first stage (stages double them)."""
