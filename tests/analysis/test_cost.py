@@ -226,3 +226,31 @@ def test_strided_look_ahead_layers_execute_the_analytic_macs_per_step():
         [s.step for s in executed],
         [s.step for s in analytic],
     )
+
+
+def test_cli_video_models_in_gmac_per_s(capsys):
+    """``--model resnet10-tiny``: STMC and SOI at 24 frames/s in GMAC/s, the JSON rows the analytic cost's."""
+    from soi.models.resnet3d import resnet10, streaming_resnet3d
+
+    assert main(["cost", "--model", "resnet10-tiny", "--resolution", "32", "--pattern", "STMC", "--pattern", "SOI", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["pattern"] for r in rows] == ["STMC", "SOI"]
+    want = C.cost(streaming_resnet3d(resnet10("tiny").eval(), "STMC", (32, 32)), frame_rate=24.0).mmac_per_s
+    assert rows[0]["gmac_per_s"] == pytest.approx(want / 1e3, abs=1e-3) and rows[1]["retained_percent"] < 95.0
+    assert main(["cost", "--model", "resnet10-tiny", "--resolution", "32"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "| pattern | GMAC/s | retained % | peak GMAC/s | state KiB |" and len(lines) == 4
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "movinet-a0", "--pattern", "S-CC 2"], "--model movinet-a0: patterns are STMC, SOI; got 'S-CC 2'"),
+        (["--resolution", "64"], "--resolution is a video model's frame size"),
+    ],
+    ids=["pattern", "resolution-without-video"],
+)
+def test_cli_video_refusals(capsys, argv, message):
+    assert main(["cost", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err

@@ -1,7 +1,9 @@
 """``soi cost``: the cost table of a model under SOI patterns (:func:`soi.analysis.cost.cost`): a U-Net
 config (``--model unet``, the default), or the scene GhostNet at a width (``--model ghostnet``:
 patterns ``baseline``, the windowed recompute of the "same"-padded network over its receptive field,
-``STMC`` and ``SOI``; :mod:`soi.models.ghostnet`)."""
+``STMC`` and ``SOI``; :mod:`soi.models.ghostnet`), or a video model (``--model resnet10``,
+``resnet10-small``, ``resnet10-tiny``, ``movinet-a0``, ``movinet-a1``: patterns ``STMC`` and ``SOI``
+at ``--resolution``, in GMAC/s; :mod:`soi.models.resnet3d`, :mod:`soi.models.movinet`)."""
 
 from __future__ import annotations
 
@@ -21,14 +23,21 @@ DEFAULT_PATTERNS = (
 )  # fmt: skip
 """The rows of the SOI paper's tables 1 and 2 (the default of ``soi cost``)."""
 
+VIDEO_MODELS = ("resnet10", "resnet10-small", "resnet10-tiny", "movinet-a0", "movinet-a1")
+"""The models of the SOI paper's table 7 (appendix E)."""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         default="unet",
-        choices=("unet", "ghostnet"),
-        help="the speech U-Net (default) or the scene GhostNet",
+        choices=("unet", "ghostnet", *VIDEO_MODELS),
+        help="the speech U-Net (default), the scene GhostNet, or a video model (docs/video.md)",
     )
+    parser.add_argument(
+        "--resolution", type=positive_int, default=None,
+        help="video models: frame height = width in pixels (default 112 for the ResNets, 172 for the MoViNets)",
+    )  # fmt: skip
     parser.add_argument(
         "--width",
         type=bounded_float(4.0),
@@ -42,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="GhostNet mel bands per frame (default 64)",
     )
     parser.add_argument(
-        "--classes", type=positive_int, default=10, help="GhostNet classes (default 10)"
+        "--classes", type=positive_int, default=None,
+        help="classes of the GhostNet (default 10) or a video model (default 51, HMDB-51)",
     )
     parser.add_argument(
         "--config", default="paper",
@@ -66,7 +76,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--frame-rate", type=positive_float, default=None,
-        help="frames per second (default 62.5 for the U-Net: hop 256 at 16 kHz; 50 for the GhostNet: hop 20 ms)",
+        help="frames per second (default 62.5 for the U-Net: hop 256 at 16 kHz; 50 for the GhostNet: hop 20 ms; 24 for video)",
     )  # fmt: skip
     parser.add_argument(
         "--dense",
@@ -81,8 +91,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resolution is not None and args.model not in VIDEO_MODELS:
+        raise ValueError(f"--resolution is a video model's frame size; pass --model {'|'.join(VIDEO_MODELS)}")
     if args.model == "ghostnet":
         reports = _ghostnet_reports(args)
+    elif args.model in VIDEO_MODELS:
+        reports = _video_reports(args)
     else:
         if args.width is not None:
             raise ValueError(
@@ -90,7 +104,13 @@ def run(args: argparse.Namespace) -> int:
             )
         reports = _unet_reports(args)
     if args.json:
-        print(json.dumps([r.as_dict() for r in reports], indent=2))
+        rows = [r.as_dict() for r in reports]
+        if args.model in VIDEO_MODELS:
+            for row, r in zip(rows, reports, strict=True):
+                row["gmac_per_s"] = round(r.mmac_per_s / 1e3, 3)
+        print(json.dumps(rows, indent=2))
+    elif args.model in VIDEO_MODELS:
+        print(_video_table(reports))
     else:
         print(format_table(reports))
     return 0
@@ -107,7 +127,7 @@ def _ghostnet_reports(args: argparse.Namespace) -> list[CostReport]:
         )
     frame_rate = args.frame_rate or 50.0
     net = ghostnet(
-        width=args.width or 1.0, num_classes=args.classes, time_strides=False
+        width=args.width or 1.0, num_classes=args.classes or 10, time_strides=False
     ).eval()
     stmc = cost(
         streaming_ghostnet(net, "STMC", (1, args.mels)),
@@ -140,6 +160,36 @@ def _ghostnet_reports(args: argparse.Namespace) -> list[CostReport]:
                 )
             )
     return reports
+
+
+def _video_reports(args: argparse.Namespace) -> list[CostReport]:
+    from ..models.movinet import movinet, streaming_movinet
+    from ..models.resnet3d import PATTERNS, resnet10, streaming_resnet3d
+
+    if args.width is not None:
+        raise ValueError("--width is the GhostNet's width multiplier; the ResNet-10 sizes are resnet10, resnet10-small, resnet10-tiny")
+    patterns = args.pattern or list(PATTERNS)
+    unknown = [p for p in patterns if p not in PATTERNS]
+    if unknown:
+        raise ValueError(f"--model {args.model}: patterns are {', '.join(PATTERNS)}; got {', '.join(map(repr, unknown))}")
+    classes = args.classes or 51
+    family, _, variant = args.model.partition("-")
+    if family == "resnet10":
+        net, build, r = resnet10(variant or "regular", classes).eval(), streaming_resnet3d, 112
+    else:
+        net, build, r = movinet(variant, classes).eval(), streaming_movinet, 172
+    r = args.resolution or r
+    frame_rate = args.frame_rate or 24.0
+    return [cost(build(net, p, (r, r)), frame_rate=frame_rate, dense=args.dense) for p in patterns]
+
+
+def _video_table(reports: list[CostReport]) -> str:
+    lines = ["| pattern | GMAC/s | retained % | peak GMAC/s | state KiB |", "|---|---:|---:|---:|---:|"]
+    for r in reports:
+        lines.append(
+            f"| {r.pattern} | {r.mmac_per_s / 1e3:.3f} | {r.retained_percent:.1f} | {r.peak_mmac_per_s / 1e3:.3f} | {r.state_bytes / 1024:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def _unet_reports(args: argparse.Namespace) -> list[CostReport]:
