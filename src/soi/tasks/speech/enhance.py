@@ -65,7 +65,6 @@ from ...files import check_output_file, write_file
 from ...progress import progress_bar
 from .limiter import PeakLimiter
 from .masker import SpeechEnhancer, load_checkpoint
-from .stft import StreamingISTFT, StreamingSTFT
 
 __all__ = ["EnhanceResult", "EnhanceStream", "enhance_file", "enhance_wave", "OFFLINE_BLOCK_FRAMES", "STDIO"]
 
@@ -125,11 +124,7 @@ class EnhanceStream:
         self.to_model = StreamingResampler(self.rate, sr, channels, self.dtype)
         self.from_model = StreamingResampler(sr, self.rate, channels, self.dtype)
         self.limiter = PeakLimiter(self.rate, channels) if limit else None
-        self.analysis = StreamingSTFT(enhancer.n_fft, hop, sr)
-        self.synthesis = StreamingISTFT(enhancer.n_fft, hop, sr)
-        self._a = self.analysis.init_state(channels, None, self.dtype)
-        self._m = enhancer.masker.init_state(channels, None, self.dtype)
-        self._s = self.synthesis.init_state(channels, None, self.dtype)
+        self._state = enhancer.init_state(channels, None, self.dtype)
         self.step_samples = chunk_frames * hop
         self._buf = torch.zeros(channels, 0, dtype=self.dtype)  # model-rate samples waiting for a whole step
         self._drop = enhancer.n_fft - hop  # the STFT pair's delay: the first outputs precede the input
@@ -143,9 +138,7 @@ class EnhanceStream:
     # -- the model at its rate --
 
     def _step(self, x: Tensor) -> Tensor:
-        frames, self._a = self.analysis.step(x, self._a)
-        frames, self._m = self.enhancer.masker.step(frames, self._m)
-        y, self._s = self.synthesis.step(frames, self._s)
+        y, self._state = self.enhancer.step(x, self._state)
         if self._drop:
             cut = min(self._drop, y.shape[1])
             y, self._drop = y[:, cut:], self._drop - cut

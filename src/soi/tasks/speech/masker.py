@@ -39,6 +39,7 @@ __all__ = [
     "PowerLawCompression",
     "SpectralMasker",
     "SpeechEnhancer",
+    "WaveState",
     "save_checkpoint",
     "read_checkpoint",
     "load_checkpoint",
@@ -138,6 +139,15 @@ class SpectralMasker(Wrapper):
         return 1
 
 
+@dataclasses.dataclass
+class WaveState:
+    """State of :meth:`SpeechEnhancer.step`: the analysis, masker and synthesis states."""
+
+    analysis: Any
+    masker: Any
+    synthesis: Any
+
+
 class SpeechEnhancer(nn.Module):
     """Waveform in, waveform out: STFT analysis, :class:`SpectralMasker`, overlap-add synthesis.
 
@@ -153,6 +163,9 @@ class SpeechEnhancer(nn.Module):
         self.n_fft = n_fft
         self.hop = hop
         self.sample_rate = sample_rate
+        # their windows are non-persistent buffers: the checkpoint's state_dict stays the masker's
+        self.analysis = StreamingSTFT(n_fft, hop, sample_rate)
+        self.synthesis = StreamingISTFT(n_fft, hop, sample_rate)
 
     @property
     def latency_samples(self) -> int:
@@ -161,6 +174,22 @@ class SpeechEnhancer(nn.Module):
 
     def forward(self, wave: Tensor) -> Tensor:
         return enhance_offline(wave, self.masker, self.n_fft, self.hop, self.masker.delay)
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> WaveState:
+        """Zero history for :meth:`step` over ``batch_size`` streams."""
+        return WaveState(
+            self.analysis.init_state(batch_size, device, dtype),
+            self.masker.init_state(batch_size, device, dtype),
+            self.synthesis.init_state(batch_size, device, dtype),
+        )
+
+    def step(self, samples: Tensor, state: WaveState) -> tuple[Tensor, WaveState]:
+        """Samples in, samples out, hop by hop: ``(B, k * hop)`` -> ``(B, k * hop)``, analysis, masker
+        and synthesis stepped together. The output lags the input by :attr:`latency_samples`."""
+        frames, a = self.analysis.step(samples, state.analysis)
+        frames, m = self.masker.step(frames, state.masker)
+        out, s = self.synthesis.step(frames, state.synthesis)
+        return out, WaveState(a, m, s)
 
     def enhance_streaming(
         self,
@@ -175,20 +204,14 @@ class SpeechEnhancer(nn.Module):
         in seconds) is appended to it; ``on_chunk`` is called with the samples of each chunk once
         it is done (a progress bar)."""
         x = wave if wave.dim() == 2 else wave.unsqueeze(0)
-        analysis = StreamingSTFT(self.n_fft, self.hop, self.sample_rate)
-        synthesis = StreamingISTFT(self.n_fft, self.hop, self.sample_rate)
-        a_state = analysis.init_state(x.shape[0], x.device, x.dtype)
-        m_state = self.masker.init_state(x.shape[0], x.device, x.dtype)
-        s_state = synthesis.init_state(x.shape[0], x.device, x.dtype)
+        state = self.init_state(x.shape[0], x.device, x.dtype)
         padded = pad_for_streaming(x, self.n_fft, self.hop, self.masker.delay)
         size = chunk_frames * self.hop
         outputs = []
         with torch.no_grad():
             for start in range(0, padded.shape[-1], size):
                 t0 = time.perf_counter()
-                frames, a_state = analysis.step(padded[:, start : start + size], a_state)
-                frames, m_state = self.masker.step(frames, m_state)
-                samples, s_state = synthesis.step(frames, s_state)
+                samples, state = self.step(padded[:, start : start + size], state)
                 if hop_times is not None:
                     hop_times.append(time.perf_counter() - t0)
                 outputs.append(samples)
