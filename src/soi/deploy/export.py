@@ -32,18 +32,20 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..core.state import StreamingModule, state_tensors
 from .graph import StepGraph, discover_schedule
 from .lean import lean
-from .manifest import GraphEntry, InputEntry, Manifest, StateEntry
+from .manifest import FORMAT, GraphEntry, InputEntry, Manifest, StateEntry
 
-__all__ = ["export_onnx", "compare_export"]
+__all__ = ["compare_export", "export_onnx", "export_phases"]
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -97,14 +99,56 @@ def export_onnx(
     rate, hop, latency). ``fold_bn`` folds BatchNorm into the convolutions first; ``prepare``
     forces (or suppresses) separate FP ``prepare`` graphs (default: when the model defers work).
     """
+
+    def write(graph: StepGraph, args: tuple[torch.Tensor, ...], in_names: list[str], out_names: list[str], path: Path) -> None:
+        with warnings.catch_warnings(), torch.no_grad(), _quiet(verbose):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph,
+                args,
+                str(path),
+                input_names=in_names,
+                output_names=out_names,
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                verbose=verbose,
+            )
+
+    return export_phases(model, out_dir, input_shape, write, suffix=".onnx", fold_bn=fold_bn, prepare=prepare, metadata=metadata, overwrite=overwrite)
+
+
+GraphWriter = Callable[[StepGraph, tuple[torch.Tensor, ...], list[str], list[str], Path], None]
+"""Writes one phase's graph: ``(graph, example_args, input_names, output_names, path)``."""
+
+
+def export_phases(
+    model: StreamingModule,
+    out_dir: str | Path,
+    input_shape: Sequence[int],
+    write: GraphWriter,
+    *,
+    suffix: str,
+    format: str = FORMAT,
+    fold_bn: bool = True,
+    prepare: bool | None = None,
+    metadata: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    swap: Callable[[nn.Module], nn.Module] | None = None,
+) -> dict[str, Any]:
+    """What every exporter shares: the lean copy of ``model`` (``swap`` may replace modules of it
+    further, e.g. an activation a runtime lacks), its static schedule, one ``write`` per distinct
+    phase to ``g<id>_<kind><suffix>``, ``initial_state.npz`` and the manifest (``format``)."""
     if model.training:
-        raise ValueError("export_onnx: the model is in training mode; call model.eval() first")
+        raise ValueError("export: the model is in training mode; call model.eval() first")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"export_onnx: {out_dir} exists and is not empty (use overwrite=True / --force)")
+        raise FileExistsError(f"export: {out_dir} exists and is not empty (use overwrite=True / --force)")
     out_dir.mkdir(parents=True, exist_ok=True)
     input_shape = tuple(int(v) for v in input_shape)
     net = lean(model, fold_bn=fold_bn, target="onnx")
+    if swap is not None:
+        net = swap(net)
     for p in net.parameters():
         p.requires_grad_(False)
     sched = discover_schedule(net, input_shape, prepare=prepare)
@@ -116,7 +160,8 @@ def export_onnx(
         if gid in noop_ids:
             continue  # a prepare with nothing to do (FP warm-up): listed as null, nothing to run
         graph = StepGraph(net, ph.in_template, ph.kind, ph.out_template, ph.changed).eval()
-        state_in = tuple(t for _, t in state_tensors(ph.in_template))
+        # contiguous examples: a state template can hold a view (a window's history is a slice)
+        state_in = tuple(t.contiguous() for _, t in state_tensors(ph.in_template))
         in_names = [f"state.{n}" for n in ph.in_names]
         out_names = [f"next.{n}" for n in graph.out_names]
         if ph.kind == "step":
@@ -130,20 +175,8 @@ def export_onnx(
         else:
             args = state_in
             y_shape = None
-        file = f"g{gid}_{ph.kind}.onnx"
-        with warnings.catch_warnings(), torch.no_grad(), _quiet(verbose):
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                graph,
-                args,
-                str(out_dir / file),
-                input_names=in_names,
-                output_names=out_names,
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                verbose=verbose,
-            )
+        file = f"g{gid}_{ph.kind}{suffix}"
+        write(graph, args, in_names, out_names, out_dir / file)
         graphs.append(GraphEntry(gid, file, ph.kind, in_names, out_names, ph.kept, y_shape))
 
     # Every state tensor that ever exists, with its shape, dtype and initial value.
@@ -171,6 +204,7 @@ def export_onnx(
         receptive_field_frames=int(getattr(model, "receptive_field", 1)),
         fold_bn=fold_bn,
         torch_version=torch.__version__,
+        format=format,
         metadata=dict(metadata or {}),
     )
     np.savez(out_dir / manifest.initial_state, **{n: t.detach().cpu().numpy() for n, t in initial.items()})

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMAT", "MANIFEST", "INITIAL_STATE", "GraphEntry", "StateEntry", "InputEntry", "Manifest"]
+__all__ = ["FORMAT", "FORMATS", "INITIAL_STATE", "LITERT_FORMAT", "MANIFEST", "GraphEntry", "InputEntry", "Manifest", "Quantization", "StateEntry"]
 
 FORMAT = "soi-onnx-v1"
+LITERT_FORMAT = "soi-litert-v1"
+FORMATS = {FORMAT: "ONNX (soi.deploy.OnnxStreamer)", LITERT_FORMAT: "LiteRT .tflite (soi.deploy.LiteRTStreamer)"}
+"""The layouts a manifest describes: the same keys, graphs of another file type."""
 MANIFEST = "manifest.json"
 INITIAL_STATE = "initial_state.npz"
 
@@ -53,20 +56,39 @@ class GraphEntry:
 
 
 @dataclass
+class Quantization:
+    """The affine grid of a quantized tensor: ``real = scale * (q - zero_point)``, ``q`` of ``dtype``
+    (``"int8"``). A state tensor's grid is the same in every graph that reads or writes it, so a
+    runtime may hold it as ``dtype`` between calls."""
+
+    scale: float
+    zero_point: int
+    dtype: str = "int8"
+
+
+@dataclass
 class StateEntry:
     """One state tensor that exists in some phase: ``initial`` when it is in the initial state
-    (``initial_state.npz``), ``fill`` its value there when constant (``None`` otherwise)."""
+    (``initial_state.npz``), ``fill`` its value there when constant (``None`` otherwise);
+    ``quantization`` its grid in an int8 export (``None``: float)."""
 
     name: str
     shape: list[int]
     dtype: str
     initial: bool = True
     fill: float | None = None
+    quantization: Quantization | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.quantization, dict):
+            self.quantization = Quantization(**self.quantization)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "initial": self.initial}
+        out: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "initial": self.initial}
         if self.initial:
             out["fill"] = self.fill
+        if self.quantization is not None:
+            out["quantization"] = dataclasses.asdict(self.quantization)
         return out
 
 
@@ -138,8 +160,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        if data.get("format") != FORMAT:
-            raise ValueError(f"Manifest: format {data.get('format')!r} is not {FORMAT!r}")
+        if data.get("format") not in FORMATS:
+            raise ValueError(f"Manifest: format {data.get('format')!r} is none of {', '.join(map(repr, FORMATS))}")
         names = {f.name for f in dataclasses.fields(cls)} - {"metadata"}
         known = {k: v for k, v in data.items() if k in names}
         known["input"] = InputEntry(**data["input"])
@@ -155,12 +177,15 @@ class Manifest:
         return data
 
     @classmethod
-    def read(cls, directory: str | Path) -> Manifest:
-        """Read ``directory/manifest.json``."""
+    def read(cls, directory: str | Path, format: str | None = None) -> Manifest:
+        """Read ``directory/manifest.json``; with ``format``, refuse a manifest of another one."""
         path = Path(directory) / MANIFEST
         if not path.is_file():
             raise FileNotFoundError(f"no {MANIFEST} in {directory} (write one with soi export)")
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            man = cls.from_dict(json.loads(path.read_text()))
         except ValueError as e:
             raise ValueError(f"{path} is not a soi ONNX manifest: {e}") from None
+        if format is not None and man.format != format:
+            raise ValueError(f"{path} describes {FORMATS[man.format]}, not {FORMATS[format]}")
+        return man

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .base import Call, PhaseStreamer
-from .manifest import Manifest
+from .manifest import FORMAT, Manifest
 
 __all__ = ["OnnxStreamer"]
 
@@ -49,7 +49,7 @@ class OnnxStreamer(PhaseStreamer):
         import onnxruntime as ort
 
         self.directory = Path(directory)
-        self.manifest = Manifest.read(self.directory)
+        self.manifest = Manifest.read(self.directory, FORMAT)
         levels = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,

@@ -1,0 +1,277 @@
+"""Post-training static int8 quantization of an exported stream, for ONNX Runtime (QDQ,
+``onnxruntime.quantization``) and LiteRT (``ai-edge-quantizer``): int8 weights per output channel
+(symmetric), int8 activations per tensor (asymmetric, min/max over calibration frames).
+
+Calibration walks the *float* export over the calibration chunks exactly as a runtime does
+(:func:`record_calls`: warm-up, then the cycle, every graph fed the state the previous calls left),
+so each phase graph is calibrated on the inputs it meets in a stream.
+
+A state tensor keeps **one grid** in every graph that reads or writes it: its range is the union
+of what it held over all calls (as the input of one graph and the output of another), and both
+tools are told that range for the input and for the output (ORT: ``TensorQuantOverrides``;
+ai-edge-quantizer: the calibration result). A device can therefore hold it as int8 between calls
+with no requantization, except where a graph gives a state tensor out of an operator the tool left
+in float (the streamer then quantizes it; :attr:`soi.deploy.edge_runtime.LiteRTStreamer.conversions`).
+The grid is written into the manifest (``state[i].quantization``) with how the export was quantized
+(``quantization``).
+
+What stays float is the caller's choice of graph: for speech, export the U-Net alone and do the
+power-law compression and the complex-mask multiply on the host in float (``docs/edge.md``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .manifest import FORMAT, LITERT_FORMAT, Manifest, Quantization
+
+__all__ = ["RecordedCall", "quantize_litert", "quantize_onnx", "record_calls", "state_ranges"]
+
+RecordedCall = tuple[int, dict[str, np.ndarray], dict[str, np.ndarray]]
+"""One call of a stream: ``(graph id, inputs by name, outputs by name)``."""
+
+Runner = Callable[[int, dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def record_calls(manifest: Manifest, initial: dict[str, np.ndarray], chunks: Iterable[np.ndarray], run: Runner) -> list[RecordedCall]:
+    """Stream ``chunks`` through the graphs of ``manifest`` (``run(graph_id, inputs) -> outputs``,
+    by the manifest's names) from the ``initial`` state; every call with its inputs and outputs."""
+    calls: list[RecordedCall] = []
+    state = {k: np.asarray(v, dtype=np.float32) for k, v in initial.items()}
+    order = list(zip(manifest.warmup, manifest.warmup_kinds))
+    cycle = list(zip(manifest.cycle, manifest.cycle_kinds))
+    index = 0
+
+    def entry(i: int) -> tuple[int | None, str]:
+        return order[i] if i < len(order) else cycle[(i - len(order)) % len(cycle)]
+
+    def call(gid: int | None, x: np.ndarray | None) -> None:
+        nonlocal state
+        if gid is None:
+            return
+        g = manifest.graph(gid)
+        feeds = {f"state.{n}": state[n] for n in g.state_in}
+        if x is not None:
+            feeds["x"] = x
+        outs = run(gid, feeds)
+        calls.append((gid, feeds, outs))
+        state = {**{n: state[n] for n in g.keep}, **{n: outs[f"next.{n}"] for n in g.state_out}}
+
+    for x in chunks:
+        gid, kind = entry(index)
+        if kind == "prepare":
+            call(gid, None)
+            index += 1
+            gid, kind = entry(index)
+        call(gid, np.asarray(x, dtype=np.float32))
+        index += 1
+    return calls
+
+
+def state_ranges(calls: list[RecordedCall]) -> dict[str, tuple[float, float]]:
+    """Each state tensor's ``(min, max)`` over every call, as input and as output (0 included:
+    the initial state and a zero-point that lands on a grid point)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for _, feeds, outs in calls:
+        for key, v in [*feeds.items(), *outs.items()]:
+            if key.startswith(("state.", "next.")) and v.size:
+                name = key.split(".", 1)[1]
+                lo, hi = ranges.get(name, (0.0, 0.0))
+                ranges[name] = (min(lo, float(v.min())), max(hi, float(v.max())))
+    return ranges
+
+
+def _prepare_output(float_dir: Path, out_dir: Path, overwrite: bool, fmt: str) -> Manifest:
+    man = Manifest.read(float_dir, fmt)
+    if any(s.quantization for s in man.state):
+        raise ValueError(f"quantize: {float_dir} is already quantized")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"quantize: {out_dir} exists and is not empty (use overwrite=True / --force)")
+    if out_dir.resolve() == float_dir.resolve():
+        raise ValueError("quantize: the output folder must not be the float export's folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(float_dir / man.initial_state, out_dir / man.initial_state)
+    return man
+
+
+def _finish(man: Manifest, out_dir: Path, grids: dict[str, Quantization], info: dict[str, Any]) -> dict[str, Any]:
+    for s in man.state:
+        s.quantization = grids.get(s.name)
+    held = [s for s in man.state if s.quantization is not None]
+    info["state_int8"] = len(held)
+    info["state_float"] = len(man.state) - len(held)
+    shapes = {s.name: int(np.prod(s.shape)) for s in man.state}
+    info["state_bytes_int8_held"] = sum(shapes[s.name] * (1 if s.quantization else 4) for s in man.state if s.initial)
+    man.metadata["quantization"] = info
+    return man.write(out_dir)
+
+
+# ==================================================================================================
+# ONNX Runtime
+# ==================================================================================================
+
+
+def quantize_onnx(
+    float_dir: str | Path, out_dir: str | Path, calibration: Iterable[np.ndarray], *, overwrite: bool = False
+) -> dict[str, Any]:
+    """int8 QDQ copy of the ONNX export ``float_dir`` in ``out_dir``, calibrated on the chunks
+    ``calibration`` (each of the export's input shape); returns the manifest. Graph inputs and
+    outputs stay float (a ``QuantizeLinear`` after each input, a ``DequantizeLinear`` before each
+    output), and every state tensor's pair of them has the one grid of the manifest."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    float_dir, out_dir = Path(float_dir), Path(out_dir)
+    man = _prepare_output(float_dir, out_dir, overwrite, FORMAT)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    sessions = {g.id: ort.InferenceSession(str(float_dir / g.file), opts, providers=["CPUExecutionProvider"]) for g in man.graphs}
+
+    def run(gid: int, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        g = man.graph(gid)
+        return dict(zip(g.outputs, sessions[gid].run(None, feeds)))
+
+    with np.load(float_dir / man.initial_state) as data:
+        initial = {k: data[k] for k in data.files}
+    calls = record_calls(man, initial, calibration, run)
+    ranges = state_ranges(calls)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+            self._it = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    for g in man.graphs:
+        feeds = [f for gid, f, _ in calls if gid == g.id]
+        if not feeds:
+            raise ValueError(f"quantize_onnx: the calibration chunks never reach graph {g.file}; give at least one full cycle")
+        overrides = {
+            f"{prefix}.{n}": [{"rmin": np.float32(ranges[n][0]), "rmax": np.float32(ranges[n][1])}]
+            for prefix, names in (("state", g.state_in), ("next", g.state_out))
+            for n in names
+            if n in ranges
+        }
+        quantize_static(
+            str(float_dir / g.file), str(out_dir / g.file), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"TensorQuantOverrides": overrides, "ActivationSymmetric": False, "WeightSymmetric": True},
+        )  # fmt: skip
+
+    # the grid each state tensor got, read back from the graphs (and checked to be one)
+    grids: dict[str, Quantization] = {}
+    for g in man.graphs:
+        model = onnx.load(str(out_dir / g.file))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        for node in model.graph.node:
+            if node.op_type == "QuantizeLinear" and node.input[0].startswith("state."):
+                name = node.input[0][len("state.") :]
+            elif node.op_type == "DequantizeLinear" and node.output[0].startswith("next."):
+                name = node.output[0][len("next.") :]
+            else:
+                continue
+            grid = Quantization(float(inits[node.input[1]]), int(inits[node.input[2]]), str(inits[node.input[2]].dtype))
+            if grids.setdefault(name, grid) != grid:
+                raise RuntimeError(f"quantize_onnx: state {name} got two grids ({grids[name]} and {grid}) in {g.file}")
+    info = {
+        "tool": f"onnxruntime.quantization {ort.__version__} (QDQ)",
+        "weights": "int8, per output channel, symmetric",
+        "activations": "int8, per tensor, asymmetric, min/max over the calibration",
+        "calibration_chunks": sum(1 for _, f, _ in calls if "x" in f),
+    }
+    return _finish(man, out_dir, grids, info)
+
+
+# ==================================================================================================
+# LiteRT
+# ==================================================================================================
+
+
+def quantize_litert(
+    float_dir: str | Path, out_dir: str | Path, calibration: Iterable[np.ndarray], *, overwrite: bool = False
+) -> dict[str, Any]:
+    """int8 copy of the LiteRT export ``float_dir`` in ``out_dir`` (``ai-edge-quantizer``'s
+    static int8 recipe), calibrated on the chunks ``calibration``; returns the manifest. The
+    graphs take and give int8 tensors (``x`` and ``y`` too, with their grids in the graph);
+    operators the tool leaves in float have ``DEQUANTIZE``/``QUANTIZE`` around them."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    from .edge_runtime import signature_io
+
+    float_dir, out_dir = Path(float_dir), Path(out_dir)
+    man = _prepare_output(float_dir, out_dir, overwrite, LITERT_FORMAT)
+    interps, names = {}, {}
+    for g in man.graphs:
+        it = Interpreter(model_path=str(float_dir / g.file))
+        ins, outs = ({i: d["index"] for i, d in io.items()} for io in signature_io(it))
+        tensor_names = {d["index"]: d["name"] for d in it.get_tensor_details()}
+        interps[g.id] = (it, ins, outs)
+        # manifest name -> (signature key, tensor name)
+        names[g.id] = {
+            **{n: (f"args_{i}", tensor_names[ins[i]]) for i, n in enumerate(g.inputs)},
+            **{n: (f"output_{i}", tensor_names[outs[i]]) for i, n in enumerate(g.outputs)},
+        }
+
+    def run(gid: int, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        it, ins, outs = interps[gid]
+        g = man.graph(gid)
+        for i, n in enumerate(g.inputs):
+            it.set_tensor(ins[i], feeds[n])
+        it.invoke()
+        return {n: it.get_tensor(outs[i]) for i, n in enumerate(g.outputs)}
+
+    with np.load(float_dir / man.initial_state) as data:
+        initial = {k: data[k] for k in data.files}
+    calls = record_calls(man, initial, calibration, run)
+    ranges = state_ranges(calls)
+    grids: dict[str, Quantization] = {}
+    for g in man.graphs:
+        feeds = [{names[g.id][n][0]: v for n, v in f.items()} for gid, f, _ in calls if gid == g.id]
+        if not feeds:
+            raise ValueError(f"quantize_litert: the calibration chunks never reach graph {g.file}; give at least one full cycle")
+        qt = quantizer.Quantizer(str(float_dir / g.file))
+        qt.load_quantization_recipe(recipe.static_wi8_ai8())
+        qsv = qt.calibrate({"serving_default": feeds}, num_threads=1)
+        for key, (_, tensor) in names[g.id].items():
+            if key.startswith(("state.", "next.")) and tensor in qsv and qsv[tensor]:
+                lo, hi = ranges[key.split(".", 1)[1]]
+                qsv[tensor] = {**qsv[tensor], "min": np.full_like(qsv[tensor]["min"], lo), "max": np.full_like(qsv[tensor]["max"], hi)}
+        result = qt.quantize(qsv, enable_progress_report=False)
+        (out_dir / g.file).write_bytes(result.quantized_model)
+        q_ins, q_outs = signature_io(Interpreter(model_path=str(out_dir / g.file)))
+        details = {**{f"args_{i}": d for i, d in q_ins.items()}, **{f"output_{i}": d for i, d in q_outs.items()}}
+        for n, (key, _) in names[g.id].items():
+            if not n.startswith(("state.", "next.")):
+                continue
+            d = details[key]
+            scales, zeros = d["quantization_parameters"]["scales"], d["quantization_parameters"]["zero_points"]
+            if np.dtype(d["dtype"]).kind == "f" or not len(scales):
+                continue  # left float by the tool: the streamer requantizes
+            grid = Quantization(float(scales[0]), int(zeros[0]), str(np.dtype(d["dtype"])))
+            name = n.split(".", 1)[1]
+            if n.startswith("state.") or name not in grids:
+                grids.setdefault(name, grid)
+    import ai_edge_quantizer
+
+    info = {
+        "tool": f"ai-edge-quantizer {getattr(ai_edge_quantizer, '__version__', '')} (static_wi8_ai8)".replace("  ", " "),
+        "weights": "int8, per output channel, symmetric",
+        "activations": "int8, per tensor, asymmetric, min/max over the calibration",
+        "calibration_chunks": sum(1 for _, f, _ in calls if "x" in f),
+    }
+    return _finish(man, out_dir, grids, info)
