@@ -1,4 +1,4 @@
-"""``soi export``: export a speech checkpoint to ONNX, one graph per schedule phase
+"""``soi export``: export a speech checkpoint to ONNX or LiteRT, one graph per schedule phase
 (:func:`soi.tasks.speech.export.export_checkpoint`)."""
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="speech checkpoint (soi train); 'default' for the shipped one")
     parser.add_argument("--pattern", type=pattern, default=None, help="SOI pattern to export (default: the checkpoint's)")
     parser.add_argument("-o", "--output", required=True, help="output folder (made if absent)")
+    parser.add_argument("--format", choices=("onnx", "litert"), default="onnx", help="graph format (litert: .tflite, needs the edge extra)")
+    parser.add_argument(
+        "--target", choices=("mobile", "micro"), default=None,
+        help="litert only: mobile (LiteRT builtins, default) or micro (TensorFlow Lite Micro's operators)",
+    )  # fmt: skip
     parser.add_argument("--batch", type=positive_int, default=1, help="independent streams per call (default 1)")
     parser.add_argument("--frames", type=positive_int, default=1, help="frames per call (default 1: one STFT hop)")
     parser.add_argument(
@@ -36,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.force,
         check_steps=args.check_steps,
         progress=not args.quiet,
+        format=args.format,
+        target=args.target or "mobile",
     )
     print(
         f"soi export: {manifest['pattern']}: {len(manifest['graphs'])} graph(s), schedule warm-up {manifest['warmup']} then cycle "
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if cmp is not None:
         print(
-            f"soi export: onnxruntime vs PyTorch over {args.check_steps} random frames: max |diff| = {cmp['max_abs']:.2e} "
+            f"soi export: {'onnxruntime' if args.format == 'onnx' else 'LiteRT'} vs PyTorch over {args.check_steps} random frames: max |diff| = {cmp['max_abs']:.2e} "
             f"({cmp['max_rel']:.1e} of the largest output, {cmp['max_ref']:.2f})"
         )
         if not cmp["max_rel"] <= 1e-4:  # float32 rounding, relative to the output's scale

@@ -43,7 +43,14 @@ from torch import nn
 from ..core.state import StreamingModule, state_tensors
 from .graph import StepGraph, discover_schedule
 from .lean import lean
-from .manifest import FORMAT, GraphEntry, InputEntry, Manifest, StateEntry
+from .manifest import (
+    FORMAT,
+    LITERT_FORMAT,
+    GraphEntry,
+    InputEntry,
+    Manifest,
+    StateEntry,
+)
 
 __all__ = ["compare_export", "export_onnx", "export_phases"]
 
@@ -213,12 +220,18 @@ def export_phases(
 
 def compare_export(model: StreamingModule, out_dir: str | Path, steps: int = 64, seed: int = 0, threads: int = 1) -> dict[str, float]:
     """``{"max_abs", "max_ref", "max_rel"}``: the largest absolute difference between ``model.step``
-    and the exported graphs over ``steps`` random chunks, the largest output magnitude, and their
-    ratio (float32 rounding grows with the output's scale)."""
-    from .runtime import OnnxStreamer
+    and the exported graphs (ONNX Runtime or LiteRT, as the manifest's format says) over ``steps``
+    random chunks, the largest output magnitude, and their ratio (float32 rounding grows with the
+    output's scale)."""
+    if Manifest.read(out_dir).format == LITERT_FORMAT:
+        from .edge_runtime import LiteRTStreamer
 
-    ort_stream = OnnxStreamer(out_dir, threads=threads)
-    shape = tuple(ort_stream.input_shape)
+        stream: Any = LiteRTStreamer(out_dir, threads=threads)
+    else:
+        from .runtime import OnnxStreamer
+
+        stream = OnnxStreamer(out_dir, threads=threads)
+    shape = tuple(stream.input_shape)
     g = torch.Generator().manual_seed(seed)
     dtype = next(model.parameters()).dtype
     state = model.init_state(shape[0], dtype=dtype)
@@ -227,12 +240,11 @@ def compare_export(model: StreamingModule, out_dir: str | Path, steps: int = 64,
         for _ in range(steps):
             x = torch.randn(shape, generator=g, dtype=dtype)
             y_ref, state = model.step(x, state)
-            ort_stream.prepare()
-            y = ort_stream.step(x.numpy())
+            stream.prepare()
+            y = stream.step(x.numpy())
             if y.shape != tuple(y_ref.shape):
-                raise AssertionError(f"ONNX output shape {y.shape} != PyTorch {tuple(y_ref.shape)}")
+                raise AssertionError(f"exported output shape {y.shape} != PyTorch {tuple(y_ref.shape)}")
             if y.size:
                 err = max(err, float(np.abs(y - y_ref.numpy()).max()))
                 ref = max(ref, float(y_ref.abs().max()))
     return {"max_abs": err, "max_ref": ref, "max_rel": err / ref if ref else 0.0}
-

@@ -126,7 +126,10 @@ def export_litert(
         raise ValueError(f"export_litert: target must be one of {', '.join(TARGETS)}, got {target!r}")
     if next(model.parameters()).dtype != torch.float32:
         raise ValueError(f"export_litert: LiteRT graphs are float32; the model is {next(model.parameters()).dtype} (call model.float())")
-    import litert_torch
+    try:
+        import litert_torch
+    except ImportError as e:
+        raise ImportError(f"export_litert needs litert-torch ({e}); install the edge extra: pip install --pre 'soi[edge]'") from None
 
     problems: list[str] = []
 

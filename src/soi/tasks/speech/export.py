@@ -1,5 +1,5 @@
-"""ONNX export of a speech checkpoint: the spectral masker's phase graphs
-(:func:`soi.deploy.export.export_onnx`) with what a runtime needs to wrap them in the STFT: sample
+"""ONNX (or LiteRT) export of a speech checkpoint: the spectral masker's phase graphs
+(:func:`soi.deploy.export.export_onnx`, :func:`soi.deploy.litert.export_litert`) with what a runtime needs to wrap them in the STFT: sample
 rate, hop, FFT size and the algorithmic latency, recorded in the manifest.
 
 The output folder is checked before the work (a file there, or a folder soi cannot write in, is
@@ -53,6 +53,8 @@ def export_checkpoint(
     overwrite: bool = False,
     check_steps: int = 64,
     progress: bool = False,
+    format: str = "onnx",
+    target: str = "mobile",
 ) -> tuple[dict[str, Any], dict[str, float] | None]:
     """Export the masker of ``checkpoint`` (the shipped one if None) to ``out_dir``.
 
@@ -67,6 +69,8 @@ def export_checkpoint(
         overwrite: replace a non-empty ``out_dir``.
         check_steps: random chunks on which to compare the exported graphs with PyTorch; 0 skips it.
         progress: show which stage runs (export, comparison) on a terminal.
+        format: ``"onnx"`` or ``"litert"`` (``.tflite`` graphs; the ``edge`` extra).
+        target: LiteRT only: ``"mobile"`` or ``"micro"`` (TensorFlow Lite Micro's operators).
 
     Returns ``(manifest, comparison)``: the manifest written, and
     :func:`~soi.deploy.export.compare_export`'s figures (``None`` when ``check_steps`` is 0).
@@ -75,6 +79,12 @@ def export_checkpoint(
         raise ValueError(f"export_checkpoint: batch and frames must be >= 1, got {batch} and {frames}")
     if check_steps < 0:
         raise ValueError(f"export_checkpoint: check_steps must be >= 0, got {check_steps}")
+    if format not in ("onnx", "litert"):
+        raise ValueError(f"export_checkpoint: format must be 'onnx' or 'litert', got {format!r}")
+    if format == "onnx" and target != "mobile":
+        raise ValueError(f"export_checkpoint: target {target!r} is for LiteRT graphs (format 'litert')")
+    if format == "litert" and opset is not None:
+        raise ValueError("export_checkpoint: an opset is for ONNX graphs, not LiteRT")
     if opset is not None and not MIN_OPSET <= opset <= max_opset():
         raise ValueError(f"export_checkpoint: opset {opset} is not available; opsets {MIN_OPSET} to {max_opset()} are exported as asked")
     out_dir = check_output_folder(out_dir)
@@ -97,14 +107,20 @@ def export_checkpoint(
         "signal": "x and y are STFT frames (B, 2 [real, imag], n, F) of a sqrt-Hann analysis; "
         "the runtime does the STFT and overlap-add synthesis",
     }
-    bar = progress_bar(2 if check_steps > 0 else 1, desc=f"export {masker.pattern}: ONNX graphs", unit="stage", enabled=progress, leave=False)
-    manifest = export_onnx(masker, out_dir, shape, fold_bn=fold_bn, opset=opset, metadata=meta, overwrite=overwrite)
+    what = "ONNX" if format == "onnx" else f"LiteRT ({target})"
+    bar = progress_bar(2 if check_steps > 0 else 1, desc=f"export {masker.pattern}: {what} graphs", unit="stage", enabled=progress, leave=False)
+    if format == "litert":
+        from ...deploy.litert import export_litert
+
+        manifest = export_litert(masker, out_dir, shape, target=target, fold_bn=fold_bn, metadata=meta, overwrite=overwrite)
+    else:
+        manifest = export_onnx(masker, out_dir, shape, fold_bn=fold_bn, opset=opset, metadata=meta, overwrite=overwrite)
     if opset is not None and _written_opsets(out_dir, manifest) != {opset}:
         raise ValueError(f"export_checkpoint: asked for opset {opset}, but the exporter wrote {sorted(_written_opsets(out_dir, manifest))}")
     bar.update(1)
     comparison = None
     if check_steps > 0:
-        bar.set_description(f"export {masker.pattern}: onnxruntime vs PyTorch, {check_steps} frames")
+        bar.set_description(f"export {masker.pattern}: {what} vs PyTorch, {check_steps} frames")
         comparison = compare_export(masker, out_dir, steps=check_steps)
         bar.update(1)
     bar.close()
