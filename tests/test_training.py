@@ -82,7 +82,7 @@ def test_the_loop_lowers_the_scene_loss_and_resumes(tiny_scenes, tmp_path):
 
 
 def test_scene_config_refuses_bad_values():
-    with pytest.raises(ValueError, match="pattern must be STMC or SOI"):
-        SceneTrainConfig(data="d", pattern="baseline")
+    with pytest.raises(ValueError, match="pattern must be one of baseline, STMC, SOI, got 'S-CC 2'"):
+        SceneTrainConfig(data="d", pattern="S-CC 2")
     with pytest.raises(ValueError, match=r"width must be a finite number > 0, got -1"):
         SceneTrainConfig(data="d", width=-1)

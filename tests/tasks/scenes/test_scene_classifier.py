@@ -67,6 +67,20 @@ def test_streamed_posteriors_equal_offline_in_float64(classifiers, pattern):
             assert state.frames == frames
 
 
+def test_the_baseline_answers_once_per_input_and_does_not_stream():
+    torch.manual_seed(0)
+    c = build_classifier(CLASSES, width=0.1, pattern="baseline", frontend=FRONT).double().eval()
+    wave = torch.randn(2, 17 * c.hop, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.1
+    with torch.no_grad():
+        logits = c(wave)
+        want = c.network.net(c.frontend(wave))  # the torch GhostNet ("same" padding) on the whole input
+    assert logits.shape == (2, len(CLASSES), 1), f"one logit vector per input, got {tuple(logits.shape)}"
+    assert torch.equal(logits[:, :, 0], want), "the baseline is the torch model as defined"
+    assert not c.streams
+    with pytest.raises(TypeError, match="baseline pattern looks ahead"):
+        c.init_state(1)
+
+
 def test_running_average_is_the_causal_mean_of_the_posteriors():
     p = torch.rand(2, 3, 7, dtype=torch.float64).softmax(dim=1)
     q = running_average(p)

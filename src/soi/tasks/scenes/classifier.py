@@ -33,6 +33,7 @@ from .frontend import LogMelConfig, LogMelState, StreamingLogMel
 __all__ = [
     "CHECKPOINT_FORMAT",
     "ClassifierState",
+    "ClipNetwork",
     "SceneClassifier",
     "build_classifier",
     "classifier_of",
@@ -76,13 +77,28 @@ class ClassifierState:
         return self.total / max(self.frames, 1)
 
 
+class ClipNetwork(nn.Module):
+    """The baseline pattern: the GhostNet as Han et al. define it ("same" padding, the global pool
+    over the whole input), ``(B, 1, T, mels)`` -> one logit vector per input, ``(B, C, 1)``. It
+    looks ahead, so it has no stream: it classifies whole clips offline (online it would re-run on
+    its receptive field at every frame, :func:`soi.analysis.cost.windowed_cost`)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)[:, :, None]
+
+
 class SceneClassifier(nn.Module):
     """Samples in, per-frame class scores out, offline (:meth:`forward`) or hop by hop (:meth:`step`).
 
     Args:
         frontend: the log-mel analysis.
         network: a streaming network over ``(B, 1, T, mels)`` -> logits ``(B, C, T)`` at the frame
-            rate (:func:`soi.models.ghostnet.streaming_ghostnet`).
+            rate (:func:`soi.models.ghostnet.streaming_ghostnet`), or the baseline's
+            :class:`ClipNetwork` (``(B, C, 1)``: offline only, no :meth:`step`).
         classes: the class names, in the network's output order.
         description: how to build the network again (width, pattern, upsampler, dropout), kept for
             checkpoints.
@@ -90,7 +106,7 @@ class SceneClassifier(nn.Module):
 
     def __init__(self, frontend: StreamingLogMel, network: StreamingModule, classes: tuple[str, ...], description: dict[str, Any]) -> None:
         super().__init__()
-        if network.stride != 1 or network.delay != 0:
+        if isinstance(network, StreamingModule) and (network.stride != 1 or network.delay != 0):
             raise ValueError(
                 f"SceneClassifier: the network must answer every frame with no look-ahead, got stride {network.stride}, delay {network.delay}"
             )
@@ -116,9 +132,22 @@ class SceneClassifier(nn.Module):
     def frame_rate(self) -> float:
         return self.frontend.config.frame_rate
 
+    @property
+    def streams(self) -> bool:
+        """Whether :meth:`step` runs: STMC and SOI stream, the baseline looks ahead."""
+        return isinstance(self.network, StreamingModule)
+
     def forward(self, wave: Tensor) -> Tensor:
-        """Offline: ``wave (B, N)`` -> logits ``(B, C, ceil(N / hop))``, one per frame."""
+        """Offline: ``wave (B, N)`` -> logits ``(B, C, ceil(N / hop))``, one per frame (the
+        baseline: ``(B, C, 1)``, one for the whole input)."""
         return self.network(self.frontend(wave))
+
+    def _check_streams(self) -> None:
+        if not self.streams:
+            raise TypeError(
+                f"SceneClassifier: the {self.pattern} pattern looks ahead ('same' padding); it classifies whole clips "
+                "offline (classifier(wave)); stream an STMC or SOI classifier"
+            )
 
     def posteriors(self, wave: Tensor) -> Tensor:
         """Offline frame posteriors ``(B, C, T)`` (softmax of :meth:`forward`)."""
@@ -126,6 +155,7 @@ class SceneClassifier(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ClassifierState:
         """A zero state for ``batch_size`` streams."""
+        self._check_streams()
         dtype = dtype or torch.get_default_dtype()
         return ClassifierState(
             front=self.frontend.init_state(batch_size, device, dtype),
@@ -137,6 +167,7 @@ class SceneClassifier(nn.Module):
     def step(self, samples: Tensor, state: ClassifierState) -> tuple[Tensor, ClassifierState]:
         """``samples (B, k * hop)``, ``k >= 0`` -> the frame posteriors ``(B, C, k)`` (equal to
         :meth:`posteriors` of the whole stream) and the new state (pure: ``state`` is left alone)."""
+        self._check_streams()
         frames, front = self.frontend.step(samples, state.front)
         logits, net = self.network.step(frames, state.net)
         p = logits.softmax(dim=1)
@@ -156,20 +187,21 @@ def build_classifier(
     dropout: float = 0.2,
 ) -> SceneClassifier:
     """A fresh classifier: :func:`soi.models.ghostnet.ghostnet` at ``width`` with frequency strides
-    only, streamed as ``pattern`` (``"STMC"`` or ``"SOI"``; :func:`~soi.models.ghostnet.streaming_ghostnet`).
+    only, streamed as ``pattern`` (``"STMC"`` or ``"SOI"``; :func:`~soi.models.ghostnet.streaming_ghostnet`),
+    or as it is (``"baseline"``: a :class:`ClipNetwork`, offline only).
 
     Raises:
-        ValueError: fewer than 2 classes, a width <= 0, or a pattern other than STMC and SOI.
+        ValueError: fewer than 2 classes, a width <= 0, or an unknown pattern.
     """
     classes = tuple(classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ValueError(f"build_classifier: expected 2 or more distinct class names, got {list(classes)}")
     if not isinstance(width, (int, float)) or isinstance(width, bool) or not width > 0:
         raise ValueError(f"build_classifier: width must be a number > 0, got {width!r}")
-    if pattern not in PATTERNS or pattern == "baseline":
-        raise ValueError(f"build_classifier: pattern must be STMC or SOI (the baseline looks ahead: it cannot stream), got {pattern!r}")
+    if pattern not in PATTERNS:
+        raise ValueError(f"build_classifier: pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
     net = ghostnet(width=width, num_classes=len(classes), dropout=dropout, time_strides=False)
-    network = streaming_ghostnet(net, pattern, (1, frontend.n_mels), upsampler=upsampler)
+    network = ClipNetwork(net) if pattern == "baseline" else streaming_ghostnet(net, pattern, (1, frontend.n_mels), upsampler=upsampler)
     description = {"width": width, "pattern": pattern, "upsampler": upsampler, "dropout": dropout}
     return SceneClassifier(StreamingLogMel(frontend), network, classes, description)
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ...models.ghostnet import PATTERNS
 from ...training import LoopConfig, Score, run_training
 from .classifier import (
     SceneClassifier,
@@ -45,7 +46,8 @@ class SceneTrainConfig:
 
     ``data`` is a scene set in the TAU/DCASE layout (:mod:`soi.tasks.scenes.data`; ``soi scenes
     generate`` writes one). ``width`` is the GhostNet's width multiplier
-    (:data:`soi.models.ghostnet.SIZES`), ``pattern`` ``"STMC"`` or ``"SOI"``; ``n_mels`` the front
+    (:data:`soi.models.ghostnet.SIZES`), ``pattern`` ``"STMC"``, ``"SOI"`` or ``"baseline"`` (offline
+only: one logit vector per crop, from the whole crop); ``n_mels`` the front
     end's bands (the rest of the front end is :class:`~soi.tasks.scenes.frontend.LogMelConfig`'s default).
     The loop's fields are :class:`soi.training.LoopConfig`'s.
     """
@@ -76,8 +78,8 @@ class SceneTrainConfig:
         for name in ("data", "out_dir", "upsampler"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ValueError(f"SceneTrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
-        if self.pattern not in ("STMC", "SOI"):
-            raise ValueError(f"SceneTrainConfig.pattern must be STMC or SOI (the baseline cannot stream), got {self.pattern!r}")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"SceneTrainConfig.pattern must be one of {', '.join(PATTERNS)}, got {self.pattern!r}")
         for name, low, optional in (
             ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
             ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True), ("n_mels", 1, False),
@@ -179,7 +181,7 @@ class SceneTask:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         wave, label = batch
-        logits = model(wave)  # (B, C, T)
+        logits = model(wave)  # (B, C, T); the baseline (B, C, 1): the whole crop's
         return F.cross_entropy(logits, label[:, None].expand(-1, logits.shape[2]))
 
     def validate(self, model: SceneClassifier) -> float:
