@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "export": "export a model to ONNX, one graph per schedule phase",
     "bench": "benchmark streaming steps",
     "scenes": "acoustic scene classification: soi scenes generate | train | evaluate | classify",
+    "video": "video action recognition: soi video generate | train | evaluate | classify",
 }
 """Command name -> one-line help (the list in ``soi --help``, the description in ``soi COMMAND --help``)."""
 
