@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--minutes", type=float, default=8.0, help="cap per run")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     ap.add_argument("--out", default="benchmarks/results/video_accuracy.json")
     args = ap.parse_args()
     generate_videos(args.data, clips=args.clips, progress=False)
@@ -37,7 +38,8 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.is_file() else {"steps_per_run": args.steps, "minutes_cap": args.minutes, "runs": []}
     done = {(r["model"], r["pattern"], r["seed"]) for r in results["runs"]}
     for seed in args.seeds:
-        for model, size in MODELS.items():
+        for model in args.models:
+            size = MODELS[model]
             for pattern in ("STMC", "SOI"):
                 if (model, pattern, seed) in done:
                     continue

@@ -4,11 +4,8 @@ full-rate skip) stream exactly like their offline forward in float64 (frame by f
 random chunks), the STMC posterior is the causal torch model's, executed MACs per step equal the
 analytic cost, and SOI's skipped frames do no work in block 3."""
 
-import copy
-
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import soi
@@ -16,6 +13,7 @@ from soi.analysis.cost import analyze, measure_steps, schedule
 from soi.models.resnet3d import PATTERNS, WIDTHS, resnet10, streaming_resnet3d
 from soi.scattered.pairs import SCCPair
 from soi.testing import assert_close, assert_streams_like_offline, randomise_batchnorm
+from tests.video_resnets import causal_reference
 
 SIZE = 16  # four spatial halvings: block 4 sees 1x1
 
@@ -38,21 +36,10 @@ def test_streams_exactly_like_offline_in_float64(nets, pattern):
     assert_streams_like_offline(model, x, chunks=(1, 3, "random"), atol=1e-10, case=f"ResNet-10 tiny {pattern}")
 
 
-def _causal(net: nn.Module) -> nn.Module:
-    """The torch model with every time padding moved to the left."""
-    ref = copy.deepcopy(net)
-    for m in ref.modules():
-        if isinstance(m, nn.Conv3d) and m.padding[0]:
-            p = m.padding[0]
-            m.padding = (0, *m.padding[1:])
-            m.register_forward_pre_hook(lambda mod, args, p=p: (F.pad(args[0], (0, 0, 0, 0, 2 * p, 0)),))
-    return ref
-
-
 def test_stmc_is_the_causal_torch_model_on_every_prefix(nets):
     net, models = nets
     x = torch.randn(1, 3, 6, SIZE, SIZE, dtype=torch.float64)
-    ref = _causal(net)
+    ref = causal_reference(net)
     with torch.no_grad():
         want = torch.stack([ref(x[:, :, : t + 1]) for t in range(6)], dim=2)
         assert_close(models["STMC"](x), want, "ResNet-10 STMC vs causal torch on each prefix")
