@@ -107,13 +107,15 @@ def refs_in(obj: Any) -> list[Ref]:
     return out
 
 
-def frame_of(value: Any, form: Form, t: int) -> Any:
-    """Frame ``t`` of a streamed value in its torch form (a one-frame sequence for a stream)."""
+def frames_in(value: Any, form: Form, n: int) -> list[Any]:
+    """The ``n`` frames of a streamed value in their torch form (a one-frame sequence for a stream),
+    cut in one call: its backward assembles the gradient once, where ``n`` single-frame slices
+    would each write a zero tensor of the whole value (quadratic in the length)."""
     if form.kind in ("stream", "kept"):
-        return value.narrow(form.ta, t, 1)
+        return list(value.split(1, dim=form.ta))
     if form.kind == "dropped":
-        return value.select(form.ta, t)
-    return value
+        return list(value.unbind(form.ta))
+    return [value] * n
 
 
 def frames_of(value: Any, form: Form) -> int:
@@ -217,9 +219,10 @@ class FrameOp(StreamingModule):
         if self.direct:
             a, k = map_refs((args, kwargs), values.__getitem__)
             return _invoke(self.call, self.target, module, a, k)
+        frames = {r: frames_in(values[r], r.form, n) for r in refs_in((args, kwargs))}
         outs = []
         for t in range(n):
-            a, k = map_refs((args, kwargs), lambda r, t=t: frame_of(values[r], r.form, t))
+            a, k = map_refs((args, kwargs), lambda r, t=t: frames[r][t])
             outs.append(_invoke(self.call, self.target, module, a, k))
         return assemble(outs, self.out_form)
 
@@ -277,6 +280,11 @@ class CumulativePool(StreamingModule):
         y = x
         if self.adaptive is not None and n == 0:  # torch's adaptive pools refuse an empty input
             y = x.new_zeros((*x.shape[: x.dim() - len(self.adaptive)], *self.adaptive))
+        elif self.adaptive is not None and all(s == 1 for s in self.adaptive):
+            # to size 1 is a plain reduction of those axes: the same values, and far faster than an
+            # adaptive pool that keeps the time axis (None) as it is
+            axes = tuple(range(x.dim() - len(self.adaptive), x.dim()))
+            y = y.amax(dim=axes, keepdim=True) if self.mode == "max" else y.mean(dim=axes, keepdim=True)
         elif self.adaptive is not None:
             size = (None, *self.adaptive)
             y = getattr(torch.nn.functional, f"adaptive_{'max' if self.mode == 'max' else 'avg'}_pool{len(size)}d")(y, size)

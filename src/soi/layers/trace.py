@@ -722,6 +722,10 @@ class _Builder:
         length = lengths.pop() if lengths else 2
         values = {r: self.check_input(r, nodes_of[r.src], length) if r.form.timed else self.v2[nodes_of[r.src]] for r in refs}
         module64 = self.gm64.get_submodule(n.target) if module is not None else None
+        if module64 is not None and getattr(module64, "inplace", False):
+            # the probes below run it on the same input twice (frame by frame, then whole): in place,
+            # the first run would change the second's input, and an expanded input refuses it
+            module64.inplace = False
         target = module if module is not None else n.target
         out = self.v2[n]
 
