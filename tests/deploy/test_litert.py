@@ -136,3 +136,22 @@ def test_micro_graph_has_only_tflm_builtins_and_tflm_equals_litert(exports):
     assert rel_torch <= 1e-4, f"TFLM differs from PyTorch by {rel_torch:.2e}"
     report = tflm_stream.allocations()[0]
     assert "Arena allocation total" in report, report[:300]
+
+
+def test_int8_state_held_on_one_grid_with_no_host_requantization(exports, tmp_path):
+    pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer is not installed (pip install 'soi[edge]')")
+    from soi.deploy.quantize import quantize_litert
+
+    _, out = exports("S-CC 2")
+    x = _x(3)
+    calibration = [x[:, :, t : t + 1].numpy() for t in range(40)]
+    man = quantize_litert(out, tmp_path / "int8", calibration)
+    assert man["quantization"]["calibration_chunks"] == 40
+    assert all(s.get("quantization") for s in man["state"]), "every state tensor has its grid"
+    flo, q = LiteRTStreamer(out), LiteRTStreamer(tmp_path / "int8")
+    assert all(not c for c in q.conversions.values()), f"states the graphs give on another grid: {q.conversions}"
+    test = x[:, :, 40:140]
+    yf, yq = _stream(flo, test), _stream(q, test)
+    assert all(v.dtype == np.int8 for v in q.state.values()), "the int8 stream holds its state as int8"
+    snr = 10 * np.log10((yf**2).sum() / ((yq - yf) ** 2).sum())
+    assert snr > 10, f"int8 output SNR against float {snr:.1f} dB"

@@ -240,6 +240,7 @@ def quantize_litert(
     calls = record_calls(man, initial, calibration, run)
     ranges = state_ranges(calls)
     grids: dict[str, Quantization] = {}
+    models: dict[int, bytes] = {}
     for g in man.graphs:
         feeds = [{names[g.id][n][0]: v for n, v in f.items()} for gid, f, _ in calls if gid == g.id]
         if not feeds:
@@ -251,21 +252,18 @@ def quantize_litert(
             if key.startswith(("state.", "next.")) and tensor in qsv and qsv[tensor]:
                 lo, hi = ranges[key.split(".", 1)[1]]
                 qsv[tensor] = {**qsv[tensor], "min": np.full_like(qsv[tensor]["min"], lo), "max": np.full_like(qsv[tensor]["max"], hi)}
-        result = qt.quantize(qsv, enable_progress_report=False)
-        (out_dir / g.file).write_bytes(result.quantized_model)
-        q_ins, q_outs = signature_io(Interpreter(model_path=str(out_dir / g.file)))
-        details = {**{f"args_{i}": d for i, d in q_ins.items()}, **{f"output_{i}": d for i, d in q_outs.items()}}
-        for n, (key, _) in names[g.id].items():
-            if not n.startswith(("state.", "next.")):
-                continue
-            d = details[key]
+        models[g.id] = model = bytes(qt.quantize(qsv, enable_progress_report=False).quantized_model)
+        # the grid each state input got (the subgraph's inputs, in the manifest's order)
+        q_in = Interpreter(model_path=None, model_content=model).get_input_details()
+        for n, d in zip(g.inputs, q_in):
             scales, zeros = d["quantization_parameters"]["scales"], d["quantization_parameters"]["zero_points"]
-            if np.dtype(d["dtype"]).kind == "f" or not len(scales):
-                continue  # left float by the tool: the streamer requantizes
-            grid = Quantization(float(scales[0]), int(zeros[0]), str(np.dtype(d["dtype"])))
-            name = n.split(".", 1)[1]
-            if n.startswith("state.") or name not in grids:
-                grids.setdefault(name, grid)
+            if n.startswith("state.") and np.dtype(d["dtype"]).kind != "f" and len(scales):
+                grids.setdefault(n[len("state.") :], Quantization(float(scales[0]), int(zeros[0]), str(np.dtype(d["dtype"]))))
+    for g in man.graphs:
+        def on_grid(names: list[str], prefix: str) -> dict[int, Quantization]:
+            return {i: grids[n[len(prefix) :]] for i, n in enumerate(names) if n.startswith(prefix) and n[len(prefix) :] in grids}
+
+        (out_dir / g.file).write_bytes(_regrid_io(models[g.id], on_grid(g.inputs, "state."), on_grid(g.outputs, "next.")))
     import ai_edge_quantizer
 
     info = {
@@ -275,3 +273,87 @@ def quantize_litert(
         "calibration_chunks": sum(1 for _, f, _ in calls if "x" in f),
     }
     return _finish(man, out_dir, grids, info)
+
+
+def _regrid_io(model: bytes, inputs: dict[int, Quantization], outputs: dict[int, Quantization]) -> bytes:
+    """``model`` taking the subgraph inputs and giving the outputs at the positions of ``inputs``
+    and ``outputs`` as int8 on those grids. ai-edge-quantizer gives a state out on the grid of the
+    operator that made it (or of a ``Concat`` it also feeds), and takes a state another graph
+    uses on its own grid (or in float, when nothing here quantizes it); there a ``QUANTIZE``
+    (which requantizes an int8 input to its output's grid) or a ``DEQUANTIZE`` is added between
+    the new int8 input or output and the old tensor, so the graph itself converts and a state
+    keeps one grid between calls."""
+    import copy
+
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    m = fb.ModelT.InitFromPackedBuf(model, 0)
+    for buf in m.buffers or []:
+        if buf.offset and buf.offset > 1:  # data stored after the flatbuffer: inline it, repacking moves the end
+            buf.data = np.frombuffer(model, np.uint8, count=buf.size, offset=buf.offset).copy()
+            buf.offset, buf.size = 0, 0
+    sg = m.subgraphs[0]
+    sg.inputs = [int(t) for t in sg.inputs]  # unpacked as read-only arrays
+    sg.outputs = [int(t) for t in sg.outputs]
+
+    def opcode(builtin: int) -> int:
+        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
+        if builtin in codes:
+            return codes.index(builtin)
+        code = fb.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        m.operatorCodes.append(code)
+        return len(m.operatorCodes) - 1
+
+    def matches(t: int, grid: Quantization) -> bool:
+        q = sg.tensors[t].quantization
+        if sg.tensors[t].type != fb.TensorType.INT8 or q is None or q.scale is None or len(q.scale) != 1 or q.zeroPoint is None:
+            return False
+        return bool(np.float32(q.scale[0]) == np.float32(grid.scale)) and int(q.zeroPoint[0]) == grid.zero_point
+
+    def int8_twin(t: int, grid: Quantization, suffix: str) -> int:
+        new = copy.deepcopy(sg.tensors[t])
+        new.name = (new.name.decode() if isinstance(new.name, bytes) else str(new.name)) + suffix
+        new.type = fb.TensorType.INT8
+        new.buffer = 0
+        new.quantization = fb.QuantizationParametersT()
+        new.quantization.scale = [grid.scale]
+        new.quantization.zeroPoint = [grid.zero_point]
+        sg.tensors.append(new)
+        return len(sg.tensors) - 1
+
+    def operator(builtin: int, src: int, dst: int) -> Any:
+        op = fb.OperatorT()
+        op.opcodeIndex = opcode(builtin)
+        op.inputs, op.outputs = [src], [dst]
+        return op
+
+    renamed_in: dict[int, int] = {}
+    first: list[Any] = []
+    for pos, grid in inputs.items():
+        t = sg.inputs[pos]
+        if matches(t, grid):
+            continue
+        new = int8_twin(t, grid, "_state_grid")
+        builtin = fb.BuiltinOperator.DEQUANTIZE if sg.tensors[t].type == fb.TensorType.FLOAT32 else fb.BuiltinOperator.QUANTIZE
+        first.append(operator(builtin, new, t))
+        sg.inputs[pos] = renamed_in[t] = new
+    renamed_out: dict[int, int] = {}
+    for pos, grid in outputs.items():
+        t = sg.outputs[pos]
+        if matches(t, grid):
+            continue
+        new = int8_twin(t, grid, "_state_grid")
+        sg.operators.append(operator(fb.BuiltinOperator.QUANTIZE, t, new))
+        sg.outputs[pos] = renamed_out[t] = new
+    sg.operators = first + list(sg.operators)
+    for sig in m.signatureDefs or []:
+        for entry in sig.inputs or []:
+            entry.tensorIndex = renamed_in.get(entry.tensorIndex, entry.tensorIndex)
+        for entry in sig.outputs or []:
+            entry.tensorIndex = renamed_out.get(entry.tensorIndex, entry.tensorIndex)
+    builder = flatbuffers.Builder(len(model) + 1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
