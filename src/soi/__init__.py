@@ -22,7 +22,7 @@ from .layers.pooling import (
 from .layers.convert import ConversionError, convert
 from .layers.graph import StreamGraph
 from .layers.recurrent import Recurrent
-from .scattered.scatter import scatter
+from .scattered.scatter import scatter, scatter_spans
 from .scattered import SC, SSCC, Duplicate, Interpolate, SCCPair, Shift, STMCStridedPair, TransposedUpsample
 from .core.state import State, StreamingModule, replace_state_tensors, state_tensors
 from .analysis import cost  # soi.cost(model) works: the module is callable
@@ -38,6 +38,6 @@ __all__ = [
     "STMCMaxPoolNd", "STMCMaxPool1d", "STMCMaxPool2d", "STMCMaxPool3d", "CumulativeAvgPool",
     "Sequential", "Concat", "Residual", "FrameWise", "ChannelLinear", "DelayLine", "as_streaming",
     "convert", "ConversionError", "StreamGraph", "Recurrent",
-    "scatter", "SCCPair", "SC", "SSCC", "Shift", "Duplicate", "Interpolate", "TransposedUpsample", "STMCStridedPair",
+    "scatter", "scatter_spans", "SCCPair", "SC", "SSCC", "Shift", "Duplicate", "Interpolate", "TransposedUpsample", "STMCStridedPair",
     "cost", "models",
 ]  # fmt: skip

@@ -87,6 +87,20 @@ def test_scatter_nests(r3d):
     assert sum(e.total for e in executed) < sum(e.total for e in measure_steps(inner, x, chunk=1))
 
 
+def test_scatter_spans_is_repeated_scatter_with_one_copy(r3d):
+    x, model = r3d
+    spans = [("layer4_0_conv1_0", "layer4_0_relu"), (START, "scatter_layer4_0_conv1_0")]
+    before = model.describe()
+    together = soi.scatter_spans(model, spans)
+    one_by_one = soi.scatter(soi.scatter(model, *spans[0]), *spans[1])
+    assert together.describe() == one_by_one.describe(), "the same graph as scatter called span by span"
+    with torch.no_grad():
+        assert torch.equal(together(x), one_by_one(x)), "the same function as scatter called span by span"
+    assert model.describe() == before, "the argument is left alone"
+    with pytest.raises(ScatterError, match="at least one"):
+        soi.scatter_spans(model, [])
+
+
 def test_scatter_on_a_sequential():
     torch.manual_seed(0)
     net = nn.Sequential(

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..core.state import StreamingModule
 from ..layers.convert import convert as soi_convert
-from ..scattered.scatter import scatter as soi_scatter
+from ..scattered.scatter import scatter_spans
 
 
 def _make_divisible(v, divisor, min_value=None):
@@ -387,7 +387,6 @@ def streaming_ghostnet(
         net, torch.zeros(1, *frame_shape[:1], 4, *frame_shape[1:]), causal=True
     )
     if pattern == "SOI":
-        for start, end in bottleneck_spans(net):
-            model = soi_scatter(model, start, end, stride=2, upsampler=upsampler)
+        model = scatter_spans(model, bottleneck_spans(net), stride=2, upsampler=upsampler)
     model.pattern = pattern
     return model

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -341,10 +342,27 @@ def scatter(model: nn.Module, start: str, end: str, stride: int = 2, upsampler="
         ScatterError: the span cannot be scattered (unknown names, start after end, not a
             single-entry single-exit region, a first layer that cannot take a time stride, look-ahead).
     """
+    return scatter_spans(model, [(start, end)], stride, upsampler, shift)
+
+
+def scatter_spans(
+    model: nn.Module, spans: Sequence[tuple[str, str]], stride: int = 2, upsampler="duplicate", shift: int = 0
+) -> StreamingModule:
+    """:func:`scatter` of every ``(start, end)`` of ``spans`` in turn, as repeated :func:`scatter`
+    calls would (spans that do not overlap, each an S-CC or SS-CC pair of its own, each named as the
+    spans before it left the model), the model deep-copied once rather than once per span
+    (a converted network copied per span made scattering a deep network cost seconds a span).
+
+    Raises:
+        ScatterError: no spans, or a span that cannot be scattered (see :func:`scatter`).
+    """
     _check_args(stride, upsampler, shift)
+    if not spans:
+        raise ScatterError("soi.scatter_spans: expected at least one (start, end) span, got none")
+    if not isinstance(model, (StreamGraph, Sequential)):
+        raise ScatterError(f"soi.scatter: expected a soi.StreamGraph or soi.Sequential (convert the model with soi.convert first), got {type(model).__name__}")
     model = copy.deepcopy(model)
-    if isinstance(model, StreamGraph):
-        return _scatter_graph(model, start, end, stride, upsampler, shift)
-    if isinstance(model, Sequential):
-        return _scatter_sequential(model, start, end, stride, upsampler, shift)
-    raise ScatterError(f"soi.scatter: expected a soi.StreamGraph or soi.Sequential (convert the model with soi.convert first), got {type(model).__name__}")
+    one = _scatter_graph if isinstance(model, StreamGraph) else _scatter_sequential
+    for start, end in spans:
+        model = one(model, start, end, stride, upsampler, shift)
+    return model
