@@ -49,3 +49,21 @@ def test_phases_are_averaged_over_the_schedule():
 def test_unknown_form_is_named():
     with pytest.raises(ValueError, match="unknown form 'tflite'; valid: " + ", ".join(FORMS)):
         bench(TINY, ("STMC",), ("tflite",))
+
+
+def test_bench_models_times_any_streaming_model_and_its_reference_has_the_convolutions_macs():
+    """A converted GhostNet (frame-wise 1x1 convolutions on pooled values among its layers): every
+    convolution's matrix product of the reference does that layer's MACs per frame."""
+    from soi.analysis.bench import bench_models, layer_gemm_shapes
+    from soi.analysis.cost import analyze
+    from soi.models.ghostnet import ghostnet, streaming_ghostnet
+
+    model = streaming_ghostnet(ghostnet(width=0.1, num_classes=3, time_strides=False).eval(), "STMC", (1, 16)).eval()
+    shapes = layer_gemm_shapes(model, (1, 1, 1, 16))
+    conv_macs = sum(w.macs_per_frame for w in analyze(model, dense=True) if w.kind == "conv")  # every tap, as the products
+    assert sum(m * k * n for _, m, k, n in shapes) == conv_macs, "the reference's products do the convolutions' MACs"
+    result = bench_models({"ghostnet": ("STMC", model)}, ("eager",), check_onnx=False, timing=BenchTiming(rounds=1, frames_per_round=2, warmup_rounds=0))
+    (row,) = result["rows"]
+    assert (row["variant"], row["form"], row["pattern"]) == ("ghostnet", "eager", "STMC")
+    with pytest.raises(ValueError, match="at least one model"):
+        bench_models({})

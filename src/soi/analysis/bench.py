@@ -59,6 +59,7 @@ from ..core.timing import Clock
 __all__ = [
     "BenchCase",
     "bench",
+    "bench_models",
     "bench_stack",
     "stack_model",
     "STACKS",
@@ -146,8 +147,10 @@ def layer_gemm_shapes(model: StreamingModule, input_shape: Sequence[int]) -> lis
             # (C_out*taps, C_in) @ (C_in, F_in): every input position meets every tap (col2im after)
             n, k, mm = math.prod(rest), m.in_channels // m.groups, m.out_channels * math.prod(m.kernel_size)
         elif w.kind == "conv":
-            n = math.prod(m.out_frame_size(tuple(rest)))
-            k, mm = (m.in_channels // m.groups) * math.prod(m.kernel_size), m.out_channels
+            # a traced frame-wise convolution (a 1x1 on a pooled value) is a node holding the torch layer
+            conv = getattr(m, "module", m)
+            k, mm = (conv.in_channels // conv.groups) * math.prod(conv.kernel_size), conv.out_channels
+            n = math.prod(m.out_frame_size(tuple(rest))) if hasattr(m, "out_frame_size") else w.macs // (k * mm)
         else:
             continue
         out.append((names.get(id(m), type(m).__name__), int(mm), int(k), int(n)))
@@ -644,11 +647,32 @@ def bench_stack(
     """The STMC step of the stack ``name`` (:data:`STACKS`) in every form, timed interleaved as
     :func:`bench` does: ``{"machine", "stack", "frame_ms", "timing", "reference",
     "onnx_parity_max_abs", "rows"}``, ``rows`` as :func:`bench`'s (variant: the stack's name)."""
+    result = bench_models(
+        {name: ("STMC", stack_model(name))}, forms, batch=batch, timing=timing, check_onnx=check_onnx,
+        progress=progress, workdir=workdir,
+    )  # fmt: skip
+    return {"machine": result["machine"], "stack": name, **{k: v for k, v in result.items() if k != "machine"}}
+
+
+def bench_models(
+    models: dict[str, tuple[str, StreamingModule]],
+    forms: Sequence[str] = FORMS,
+    *,
+    batch: int = 1,
+    timing: BenchTiming = BenchTiming(),
+    check_onnx: bool = True,
+    progress: bool = False,
+    workdir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The frame step of any streaming models, ``{variant: (pattern, model)}``, in every form, all
+    timed interleaved as :func:`bench` does (one frame ``model.input_frame_shape`` per call):
+    ``{"machine", "frame_ms", "timing", "reference", "onnx_parity_max_abs", "rows"}``, ``rows`` as
+    :func:`bench`'s; the reference is the matrix-product rate of the first model's layer shapes."""
     for f in forms:
         if f not in FORMS:
-            raise ValueError(f"bench_stack: unknown form {f!r}; valid: {', '.join(FORMS)}")
-    model = stack_model(name)
-    frame = model.input_frame_shape
+            raise ValueError(f"bench_models: unknown form {f!r}; valid: {', '.join(FORMS)}")
+    if not models:
+        raise ValueError("bench_models: expected at least one model, got none")
     threads, frame_rate = timing.threads, timing.frame_rate
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -656,21 +680,26 @@ def bench_stack(
         with contextlib.ExitStack() as stack:
             tmp = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soi-bench-")))
             tmp.mkdir(parents=True, exist_ok=True)
-            if progress:
-                print(f"bench: building {name} ({', '.join(forms)})", file=sys.stderr, flush=True)
-            cases = _stream_cases(name, "STMC", model, forms, batch, tmp, threads, frame)
+            cases: list[BenchCase] = []
+            for variant, (pattern, model) in models.items():
+                if progress:
+                    print(f"bench: building {variant} ({', '.join(forms)})", file=sys.stderr, flush=True)
+                cases += _stream_cases(variant, pattern, model, forms, batch, tmp, threads, model.input_frame_shape)
             parity = {}
             if check_onnx:
                 from ..deploy.export import compare_export
 
-                parity = {c.variant: compare_export(model, c.extra["onnx_dir"], threads=threads) for c in cases if c.form == "onnxruntime"}
-            reference = matmul_reference(layer_gemm_shapes(model, (batch, frame[0], 1, *frame[1:])))
+                parity = {
+                    c.variant: compare_export(c.extra["model"], c.extra["onnx_dir"], threads=threads) for c in cases if c.form == "onnxruntime"
+                }
+            _, first = next(iter(models.values()))
+            frame = first.input_frame_shape
+            reference = matmul_reference(layer_gemm_shapes(first, (batch, frame[0], 1, *frame[1:])))
             _measure(cases, timing.rounds, timing.frames_per_round, timing.warmup_rounds, progress, timing.block_warmup)
     finally:
         torch.set_num_threads(prev_threads)
     return {
         "machine": machine_facts(threads),
-        "stack": name,
         "frame_ms": 1e3 / frame_rate,
         "timing": timing.to_dict(),
         "reference": reference,
