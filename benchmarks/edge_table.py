@@ -33,9 +33,10 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from importlib.resources import files as resource_files
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -222,11 +223,11 @@ def markdown(res: dict[str, Any]) -> str:
     md = [
         "# Edge targets: ONNX Runtime, LiteRT, TensorFlow Lite Micro; float32 and int8",
         "",
-        f"Regenerate: `python3 benchmarks/edge_table.py` (needs `pip install --pre -e '.[edge]'`). {m['cpu']}, 1 thread, "
+        (f"Regenerate: `python3 benchmarks/edge_table.py` (needs `pip install --pre -e '.[edge]'`). {m['cpu']}, 1 thread, "
         f"load {m['load_1min']:.1f} on {m['cores']} cores (shared: compare within a table); torch {m['torch']}, "
         f"onnxruntime {m['onnxruntime']}, ai-edge-litert {m['ai_edge_litert']}. STMC, one STFT frame per step; on the target: the "
         "U-Net; on the host in float: the power-law compression and the complex-mask multiply. int8: weights per channel, "
-        f"activations per tensor, calibrated on {res['calibration_frames']} consecutive frames of the train split.",
+        f"activations per tensor, calibrated on {res['calibration_frames']} consecutive frames of the train split."),
         "",
     ]
     for name, r in res["models"].items():
@@ -234,9 +235,9 @@ def markdown(res: dict[str, Any]) -> str:
         si = r.get("si_snri_db")
         if si:
             md += [
-                f"SI-SNRi on the real-voice test split, first {r['si_snri_files']['PyTorch float']} files "
+                (f"SI-SNRi on the real-voice test split, first {r['si_snri_files']['PyTorch float']} files "
                 f"(TFLM rows: the first {r['si_snri_files']['TFLM float']}; PyTorch float on those: {r['si_snri_db_tflm_subset_pytorch']:.2f} dB); "
-                f"PyTorch float: **{si['PyTorch float']:.2f} dB**.",
+                f"PyTorch float: **{si['PyTorch float']:.2f} dB**."),
                 "",
             ]
         md += [
@@ -259,10 +260,10 @@ def markdown(res: dict[str, Any]) -> str:
             )
         md += [""]
     md += [
-        "SI-SNRi vs float: an int8 row against its float row; a float row against PyTorch float (the same files). "
+        ("SI-SNRi vs float: an int8 row against its float row; a float row against PyTorch float (the same files). "
         "State bytes: what a device holds between steps (int8 states 1 byte per value). Host requantizations: state "
         "tensors a graph gives on another grid than the one it takes (or in float), converted by the streamer each step. "
-        "TFLM times are its reference kernels on this x86 core, not a microcontroller's.",
+        "TFLM times are its reference kernels on this x86 core, not a microcontroller's."),
     ]
     return "\n".join(md) + "\n"
 

@@ -1,5 +1,6 @@
 """The manifest of an exported stream (``manifest.json``): the one description of the format that
-:func:`soi.deploy.export_onnx` writes and :class:`soi.deploy.OnnxStreamer` reads. Torch-free
+:func:`soi.deploy.export_onnx` and :func:`soi.deploy.litert.export_litert` write and
+:class:`soi.deploy.OnnxStreamer` and :class:`soi.deploy.edge_runtime.LiteRTStreamer` read. Torch-free
 (dataclasses and JSON), so a runtime can use it without PyTorch.
 
 The JSON object (keys in this order; ``docs/deploy.md`` has the table)::
@@ -7,9 +8,11 @@ The JSON object (keys in this order; ``docs/deploy.md`` has the table)::
     format, model, input {name, shape, dtype}, frames_per_step,
     warmup, cycle, warmup_kinds, cycle_kinds,          # graph ids in call order (null: nothing to run)
     graphs [{id, file, kind, inputs, outputs, keep, output_shape}],
-    state [{name, shape, dtype, initial, fill}],       # fill: the constant initial value, if any
+    state [{name, shape, dtype, initial, fill, quantization?}],  # fill: the constant initial value, if any;
+                                                       # quantization {scale, zero_point, dtype}: int8 exports
     initial_state, state_bytes, delay_frames, receptive_field_frames, fold_bn, torch_version,
-    ... metadata (e.g. sample_rate, hop, n_fft, latency, pattern for speech checkpoints)
+    ... metadata (e.g. sample_rate, hop, n_fft, latency, pattern for speech checkpoints; target for
+    LiteRT; quantization {tool, weights, activations, calibration_chunks, ...} for int8 exports)
 """
 
 from __future__ import annotations
