@@ -1,8 +1,8 @@
 """Training the speech-separation U-Net: speech as a task of the one loop (:mod:`soi.training`),
 single process or DDP (``torchrun``, gloo on CPU).
 
-A compressed spectral loss (default; scale-aware, so the output keeps the speech's level) or the
-negative SI-SNR on the offline path (which *is* the streaming path run over the whole sequence), a
+SI-SNR with the output's level pinned to the speech's (default), a compressed spectral loss or the
+plain negative SI-SNR, on the offline path (which *is* the streaming path run over the whole sequence), a
 bounded mask (default), weights from another checkpoint (``init_from``: fine-tuning into an SOI
 pattern), Adam, checkpoints ``last.pt`` and ``best.pt`` (best validation SI-SNRi), resume, seeds, a
 wall-clock budget, a progress bar with loss and ETA, and a CSV log (plus TensorBoard when the
@@ -59,7 +59,7 @@ class TrainConfig:
     pattern: str = "STMC"
     upsampler: str = "duplicate"
     mask_bound: str = "tanh"
-    loss: str = "compressed-spectral"
+    loss: str = "si-snr-level"
     init_from: str | None = None
     remix: float = 0.0
     batch_size: int = 8

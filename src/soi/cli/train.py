@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pattern", type=pattern, help='SOI pattern, e.g. "STMC", "S-CC 2", "SS-CC 5"')
     parser.add_argument("--upsampler", help="duplicate | transposed | nearest | linear | cubic")
     parser.add_argument("--mask-bound", choices=MASK_BOUNDS, help="mask magnitude limit (default tanh: never louder than the input)")
-    parser.add_argument("--loss", choices=LOSSES, help="training loss (default compressed-spectral; si-snr is blind to the output's level; si-snr-level pins it to the speech's)")
+    parser.add_argument("--loss", choices=LOSSES, help="training loss (default si-snr-level: SI-SNR with the output's level pinned to the speech's; si-snr is blind to the level; compressed-spectral over-suppresses)")
     parser.add_argument("--init-from", help="start from this checkpoint's weights (fine-tune, e.g. an STMC model into an SOI pattern)")
     parser.add_argument(
         "--remix", type=float, help="share of training crops remixed: this clip's speech with another's noise at a new SNR (default 0)"

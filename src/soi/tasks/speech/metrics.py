@@ -130,9 +130,10 @@ def level_db(estimate: Tensor, target: Tensor, eps: float = 1e-10) -> Tensor:
 
 LOSSES = ("compressed-spectral", "si-snr", "si-snr-level")
 """Training losses (:func:`training_loss`): ``"compressed-spectral"``
-(:func:`compressed_spectral_loss`, scale-aware: the default), ``"si-snr"``
-(:func:`neg_si_snr_loss`, blind to scale: the output's level is arbitrary) and ``"si-snr-level"``
-(:func:`level_matched_si_snr_loss`: SI-SNR with the output's level pinned to the speech's)."""
+(:func:`compressed_spectral_loss`, scale-aware, but it trains an over-suppressing model),
+``"si-snr"`` (:func:`neg_si_snr_loss`, blind to scale: the output's level is arbitrary) and
+``"si-snr-level"`` (:func:`level_matched_si_snr_loss`: SI-SNR with the output's level pinned to the
+speech's; :class:`soi.train.TrainConfig`'s default)."""
 
 
 def training_loss(name: str, estimate: Tensor, clean: Tensor, noisy: Tensor) -> Tensor:
