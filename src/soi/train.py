@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from .tasks.speech.masker import (
     unet_config_of,
 )
 from .tasks.speech.metrics import LOSSES, si_snr_improvement, training_loss
-from .training import RUN_FILES, LoopConfig, Score, run_training
+from .training import LOOP, RUN_FILES, LoopConfig, Score, check_fields, run_training
 
 __all__ = ["RUN_FILES", "SpeechTask", "TrainConfig", "evaluate_si_snri", "init_weights", "train"]
 
@@ -78,23 +77,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        # A JSON config reaches here unchecked: a wrong type or value is named before any work.
-        for name in ("data", "out_dir", "model_config", "pattern", "upsampler"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"TrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
-        for name, low, optional in (
-            ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
-            ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True),
-        ):  # fmt: skip
-            v = getattr(self, name)
-            if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
-                raise ValueError(f"TrainConfig.{name} must be an integer >= {low}, got {v!r}")
-        for name, optional in (("segment_seconds", False), ("lr", False), ("min_lr", False), ("minutes", True), ("grad_clip", False)):
-            v = getattr(self, name)
-            if not (optional and v is None) and (
-                not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
-            ):
-                raise ValueError(f"TrainConfig.{name} must be a finite number > 0, got {v!r}")
+        check_fields(
+            self,
+            strings=("data", "out_dir", "model_config", "pattern", "upsampler"),
+            integers=LOOP.integers,
+            positive=(("segment_seconds", False), *LOOP.positive),
+        )
         if self.mask_bound not in MASK_BOUNDS:
             raise ValueError(f"TrainConfig.mask_bound must be one of {', '.join(MASK_BOUNDS)}, got {self.mask_bound!r}")
         if self.loss not in LOSSES:
@@ -103,9 +91,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.remix is the share of remixed training crops, a number in [0, 1], got {self.remix!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ValueError(f"TrainConfig.init_from must be a checkpoint path or null, got {self.init_from!r}")
-        for name in ("resume", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        check_fields(self, booleans=LOOP.booleans)
 
     @classmethod
     def from_json(cls, path: str | Path, **overrides: Any) -> TrainConfig:

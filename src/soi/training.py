@@ -34,7 +34,18 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from .files import check_output_folder
 from .progress import progress_bar
 
-__all__ = ["RUN_FILES", "LoopConfig", "Score", "Task", "dist_env", "run_training", "seed_everything"]
+__all__ = [
+    "LOOP",
+    "RUN_FILES",
+    "LoopChecks",
+    "LoopConfig",
+    "Score",
+    "Task",
+    "check_fields",
+    "dist_env",
+    "run_training",
+    "seed_everything",
+]
 
 RUN_FILES = ("last.pt", "best.pt", "log.csv")
 """What a run writes in its folder: the latest state (resumable), the best checkpoint, the log."""
@@ -63,6 +74,62 @@ class LoopConfig:
     num_workers: int
     resume: bool
     progress: bool
+
+
+@dataclass(frozen=True)
+class LoopChecks:
+    """:class:`LoopConfig`'s fields by kind, for :func:`check_fields`: ``integers`` as ``(name, lowest
+    value, None allowed)``, ``positive`` (finite, > 0) as ``(name, None allowed)``, ``booleans``."""
+
+    integers: tuple[tuple[str, int, bool], ...] = (
+        ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
+        ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True),
+    )  # fmt: skip
+    positive: tuple[tuple[str, bool], ...] = (("lr", False), ("min_lr", False), ("minutes", True), ("grad_clip", False))
+    booleans: tuple[str, ...] = ("resume", "progress")
+
+
+LOOP = LoopChecks()
+
+
+def check_fields(
+    config: object,
+    *,
+    strings: tuple[str, ...] = (),
+    integers: tuple[tuple[str, int, bool], ...] = (),
+    positive: tuple[tuple[str, bool], ...] = (),
+    fractions: tuple[str, ...] = (),
+    booleans: tuple[str, ...] = (),
+) -> None:
+    """Check a config's fields by kind, in this order, and raise ``ValueError`` naming the first bad one.
+
+    A config read from JSON reaches its ``__post_init__`` unchecked, so a wrong type or value is named
+    before any work: ``strings`` non-empty strings, ``integers`` ``(name, low, optional)`` integers
+    ``>= low`` (``None`` allowed when optional; ``bool`` is not an integer here), ``positive``
+    ``(name, optional)`` finite numbers ``> 0``, ``fractions`` numbers in ``[0, 1)`` (dropout),
+    ``booleans`` ``True`` or ``False``.
+    """
+    kind = type(config).__name__
+    for name in strings:
+        v = getattr(config, name)
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"{kind}.{name} must be a non-empty string, got {v!r}")
+    for name, low, optional in integers:
+        v = getattr(config, name)
+        if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+            raise ValueError(f"{kind}.{name} must be an integer >= {low}, got {v!r}")
+    for name, optional in positive:
+        v = getattr(config, name)
+        if not (optional and v is None) and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+            raise ValueError(f"{kind}.{name} must be a finite number > 0, got {v!r}")
+    for name in fractions:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+            raise ValueError(f"{kind}.{name} must be a number in [0, 1), got {v!r}")
+    for name in booleans:
+        v = getattr(config, name)
+        if not isinstance(v, bool):
+            raise ValueError(f"{kind}.{name} must be true or false, got {v!r}")  # noqa: TRY004 (a bad config value, as the others)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,23 @@ expected and what came.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["positive_int", "count", "seed", "positive_float", "finite_float", "bounded_float", "int_range", "pattern"]
+__all__ = [
+    "add_loop_options",
+    "bounded_float",
+    "config_overrides",
+    "count",
+    "finite_float",
+    "int_range",
+    "pattern",
+    "positive_float",
+    "positive_int",
+    "seed",
+]
 
 
 def _int(text: str) -> int:
@@ -100,3 +113,32 @@ def pattern(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected an SOI pattern such as 'STMC' or 'S-CC 2', got {text!r}")
     return text
+
+
+def add_loop_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of :class:`soi.training.LoopConfig`'s fields (and ``--force``), the same in every
+    ``train`` command. None has a default: a flag not given leaves the task config's (or its ``--config``
+    file's) value."""
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--lr", type=positive_float)
+    parser.add_argument("--lr-patience", type=positive_int, help="halve the learning rate after this many validations without a new best (default 4)")
+    parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--steps", dest="max_steps", type=positive_int)
+    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
+    parser.add_argument("--seed", type=seed)
+    parser.add_argument("--valid-every", type=positive_int)
+    parser.add_argument("--workers", dest="num_workers", type=count)
+    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None, help="start over even if --out holds a run")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (as --quiet)")
+    parser.add_argument("--force", action="store_true", help="replace the checkpoints and log of an earlier run in --out instead of resuming it")
+
+
+def config_overrides(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
+    """The options given on the command line that are fields of the dataclass ``config_type`` (those
+    not None), with ``progress`` off under ``--quiet``."""
+    fields = {f.name for f in dataclasses.fields(config_type)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.quiet:
+        overrides["progress"] = False
+    return overrides

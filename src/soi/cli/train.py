@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from ..tasks.speech.demo import ensure_default_data
 from ..tasks.speech.masker import MASK_BOUNDS
 from ..tasks.speech.metrics import LOSSES
 from ..train import TrainConfig, train
-from .options import count, pattern, positive_float, positive_int, seed
+from .options import add_loop_options, config_overrides, pattern, positive_float
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,27 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--remix", type=float, help="share of training crops remixed: this clip's speech with another's noise at a new SNR (default 0)"
     )
-    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--segment-seconds", type=positive_float)
-    parser.add_argument("--lr", type=positive_float)
-    parser.add_argument("--lr-patience", type=positive_int, help="halve the learning rate after this many validations without a new best (default 4)")
-    parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
-    parser.add_argument("--epochs", type=positive_int)
-    parser.add_argument("--steps", dest="max_steps", type=positive_int)
-    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
-    parser.add_argument("--seed", type=seed)
-    parser.add_argument("--valid-every", type=positive_int)
-    parser.add_argument("--workers", dest="num_workers", type=count)
-    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None, help="start over even if --out holds a run")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (as --quiet)")
-    parser.add_argument("--force", action="store_true", help="replace the checkpoints and log of an earlier run in --out instead of resuming it")
+    add_loop_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if args.quiet:
-        overrides["progress"] = False
+    overrides = config_overrides(args, TrainConfig)
     if args.config:
         cfg = TrainConfig.from_json(args.config, **overrides)
     else:

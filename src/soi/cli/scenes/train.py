@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from ...models.ghostnet import PATTERNS
 from ...tasks.scenes.train import SceneTrainConfig, train_scenes
-from ..options import count, positive_float, positive_int, seed
+from ..options import add_loop_options, config_overrides, positive_float, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -20,27 +19,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--upsampler", help="SOI's upsampler: duplicate | transposed | nearest | linear | cubic")
     parser.add_argument("--mels", dest="n_mels", type=positive_int, help="mel bands of the front end (default 64)")
     parser.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.2)")
-    parser.add_argument("--batch-size", type=positive_int)
     parser.add_argument("--segment-seconds", type=positive_float, help="length of the training crops (default 4)")
-    parser.add_argument("--lr", type=positive_float)
-    parser.add_argument("--lr-patience", type=positive_int, help="halve the learning rate after this many validations without a new best (default 4)")
-    parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
-    parser.add_argument("--epochs", type=positive_int)
-    parser.add_argument("--steps", dest="max_steps", type=positive_int)
-    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
-    parser.add_argument("--seed", type=seed)
-    parser.add_argument("--valid-every", type=positive_int)
-    parser.add_argument("--workers", dest="num_workers", type=count)
-    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None, help="start over even if --out holds a run")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (as --quiet)")
-    parser.add_argument("--force", action="store_true", help="replace the checkpoints and log of an earlier run in --out instead of resuming it")
+    add_loop_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(SceneTrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if args.quiet:
-        overrides["progress"] = False
+    overrides = config_overrides(args, SceneTrainConfig)
     summary = train_scenes(SceneTrainConfig(**overrides), force=args.force)
     if "best" in summary:  # only the process of rank 0 has the summary to print
         print(json.dumps(summary, indent=2))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 from ...tasks.video.classifier import MODELS, PATTERNS
 from ...tasks.video.train import VideoTrainConfig, train_videos
-from ..options import count, positive_float, positive_int, seed
+from ..options import add_loop_options, config_overrides, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,26 +20,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=positive_int, help="frames per training crop (default 16)")
     parser.add_argument("--upsampler", help="SOI's upsampler: duplicate | transposed | nearest | linear | cubic")
     parser.add_argument("--dropout", type=float, help="dropout before the classifier (default 0.2)")
-    parser.add_argument("--batch-size", type=positive_int)
-    parser.add_argument("--lr", type=positive_float)
-    parser.add_argument("--lr-patience", type=positive_int, help="halve the learning rate after this many validations without a new best (default 4)")
-    parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
-    parser.add_argument("--epochs", type=positive_int)
-    parser.add_argument("--steps", dest="max_steps", type=positive_int)
-    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
-    parser.add_argument("--seed", type=seed)
-    parser.add_argument("--valid-every", type=positive_int)
-    parser.add_argument("--workers", dest="num_workers", type=count)
-    parser.add_argument("--no-resume", dest="resume", action="store_false", default=None, help="start over even if --out holds a run")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar (as --quiet)")
-    parser.add_argument("--force", action="store_true", help="replace the checkpoints and log of an earlier run in --out instead of resuming it")
+    add_loop_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(VideoTrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if args.quiet:
-        overrides["progress"] = False
+    overrides = config_overrides(args, VideoTrainConfig)
     summary = train_videos(VideoTrainConfig(**overrides), force=args.force)
     if "best" in summary:  # only the process of rank 0 has the summary to print
         print(json.dumps(summary, indent=2))

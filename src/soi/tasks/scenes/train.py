@@ -14,7 +14,6 @@ whole validation clips (:func:`soi.tasks.scenes.evaluate.evaluate_scenes`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ...models.ghostnet import PATTERNS
-from ...training import LoopConfig, Score, run_training
+from ...training import LOOP, LoopConfig, Score, check_fields, run_training
 from .classifier import (
     SceneClassifier,
     build_classifier,
@@ -75,29 +74,16 @@ only: one logit vector per crop, from the whole crop); ``n_mels`` the front
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("data", "out_dir", "upsampler"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"SceneTrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        check_fields(self, strings=("data", "out_dir", "upsampler"))
         if self.pattern not in PATTERNS:
             raise ValueError(f"SceneTrainConfig.pattern must be one of {', '.join(PATTERNS)}, got {self.pattern!r}")
-        for name, low, optional in (
-            ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True), ("valid_every", 1, False),
-            ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True), ("n_mels", 1, False),
-        ):  # fmt: skip
-            v = getattr(self, name)
-            if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
-                raise ValueError(f"SceneTrainConfig.{name} must be an integer >= {low}, got {v!r}")
-        for name, optional in (("width", False), ("segment_seconds", False), ("lr", False), ("min_lr", False), ("minutes", True), ("grad_clip", False)):
-            v = getattr(self, name)
-            if not (optional and v is None) and (
-                not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0
-            ):
-                raise ValueError(f"SceneTrainConfig.{name} must be a finite number > 0, got {v!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"SceneTrainConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
-        for name in ("resume", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"SceneTrainConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        check_fields(
+            self,
+            integers=(*LOOP.integers, ("n_mels", 1, False)),
+            positive=(("width", False), ("segment_seconds", False), *LOOP.positive),
+            fractions=("dropout",),
+            booleans=LOOP.booleans,
+        )
 
     @property
     def frontend(self) -> LogMelConfig:

@@ -12,7 +12,6 @@ validation clips (:func:`soi.tasks.video.evaluate.evaluate_videos`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...training import LoopConfig, Score, run_training
+from ...training import LOOP, LoopConfig, Score, check_fields, run_training
 from .classifier import (
     MODELS,
     PATTERNS,
@@ -70,29 +69,18 @@ class VideoTrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("data", "out_dir", "upsampler"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
-                raise ValueError(f"VideoTrainConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        check_fields(self, strings=("data", "out_dir", "upsampler"))
         if self.model not in MODELS:
             raise ValueError(f"VideoTrainConfig.model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.pattern not in PATTERNS:
             raise ValueError(f"VideoTrainConfig.pattern must be one of {', '.join(PATTERNS)}, got {self.pattern!r}")
-        for name, low, optional in (
-            ("size", 16, False), ("frames", 1, False), ("batch_size", 1, False), ("epochs", 1, False), ("max_steps", 1, True),
-            ("valid_every", 1, False), ("num_workers", 0, False), ("seed", 0, False), ("lr_patience", 1, True),
-        ):  # fmt: skip
-            v = getattr(self, name)
-            if not (optional and v is None) and (not isinstance(v, int) or isinstance(v, bool) or v < low):
-                raise ValueError(f"VideoTrainConfig.{name} must be an integer >= {low}, got {v!r}")
-        for name, optional in (("lr", False), ("min_lr", False), ("minutes", True), ("grad_clip", False)):
-            v = getattr(self, name)
-            if not (optional and v is None) and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
-                raise ValueError(f"VideoTrainConfig.{name} must be a finite number > 0, got {v!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"VideoTrainConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
-        for name in ("resume", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"VideoTrainConfig.{name} must be true or false, got {getattr(self, name)!r}")  # noqa: TRY004 (a bad config value, as the others)
+        check_fields(
+            self,
+            integers=(("size", 16, False), ("frames", 1, False), *LOOP.integers),
+            positive=LOOP.positive,
+            fractions=("dropout",),
+            booleans=LOOP.booleans,
+        )
 
     def loop(self) -> LoopConfig:
         """The task-independent part of this config."""
