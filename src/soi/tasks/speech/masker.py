@@ -226,7 +226,7 @@ class SpeechEnhancer(nn.Module):
 
 def default_checkpoint_path() -> Path:
     """The trained checkpoint shipped with the package: the medium U-Net, STMC, trained on the default
-    data set's real voices (``training/speech-medium-stmc-remix``)."""
+    data set's real voices (``training/speech-medium-stmc-level``)."""
     return Path(__file__).resolve().parents[2] / "assets" / "speech_medium_stmc.pt"
 
 
