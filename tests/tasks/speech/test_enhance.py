@@ -269,3 +269,34 @@ def test_raw_options_are_for_standard_input_only(tmp_path, ckpt, capsys):
     sf.write(tmp_path / "in.wav", _speech(RATE // 2), RATE)
     assert _soi(tmp_path / "in.wav", "-o", tmp_path / "o.wav", "--checkpoint", ckpt, "--raw-format", "s16le") == 2
     assert "describe raw PCM on standard input" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def spoken_sentence(tmp_path_factory) -> torch.Tensor:
+    """A sentence from espeak-ng at 16 kHz, at -25 dBFS RMS: ``(1, N)``."""
+    import shutil
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    path = tmp_path_factory.mktemp("voice") / "sentence.wav"
+    subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), "The quick brown fox jumps over the lazy dog near the river bank."], check=True)
+    x, sr = sf.read(path, dtype="float32")
+    clean = resample(torch.from_numpy(x)[None].double(), sr, 16000).float()
+    return clean / clean.square().mean().sqrt() * 10 ** (-25 / 20)
+
+
+@pytest.mark.parametrize("snr_db", [0, 5, 10], ids=lambda s: f"snr{s}dB")
+def test_the_shipped_model_keeps_the_speech_level_of_a_synthetic_mixture(spoken_sentence, snr_db):
+    from soi.tasks.speech.masker import default_checkpoint_path, load_checkpoint
+    from soi.tasks.speech.metrics import level_db, si_snr_improvement
+
+    clean = spoken_sentence
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(snr_db))
+    noisy = clean + noise * (clean.square().mean() / noise.square().mean()).sqrt() * 10 ** (-snr_db / 20)
+    enhancer = load_checkpoint(default_checkpoint_path())[0].eval()
+    with torch.no_grad():
+        out = enhancer(noisy)
+    level, gain = level_db(out, clean).item(), level_db(out, noisy).item()
+    assert abs(level) <= 3.0, f"SNR {snr_db} dB: the output is {level:+.2f} dB against the clean speech (allowed: within 3 dB)"
+    assert gain <= 0.0, f"SNR {snr_db} dB: the output is {gain:+.2f} dB louder than its input"
+    assert si_snr_improvement(out, noisy, clean).item() > 0, f"SNR {snr_db} dB: the model made the speech worse"
