@@ -18,8 +18,8 @@ from soi.deploy.manifest import LITERT_FORMAT, Manifest
 from soi.models.unet import UNet, UNetConfig
 from soi.testing import randomise_batchnorm
 
-pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install 'soi[edge]')")
-pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'soi[edge]')")
+pytest.importorskip("litert_torch", reason="litert-torch is not installed (pip install --pre 'soi[edge]': tflite-micro has only pre-releases)")
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install --pre 'soi[edge]': tflite-micro has only pre-releases)")
 
 from soi.deploy.edge_runtime import LiteRTStreamer, TflmStreamer
 from soi.deploy.litert import MICRO_OPS, export_litert, graph_ops
@@ -139,7 +139,7 @@ def test_micro_graph_has_only_tflm_builtins_and_tflm_equals_litert(exports):
 
 
 def test_int8_state_held_on_one_grid_with_no_host_requantization(exports, tmp_path):
-    pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer is not installed (pip install 'soi[edge]')")
+    pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer is not installed (pip install --pre 'soi[edge]': tflite-micro has only pre-releases)")
     from soi.deploy.quantize import quantize_litert
 
     _, out = exports("S-CC 2")
