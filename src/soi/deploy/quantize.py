@@ -209,7 +209,8 @@ def quantize_litert(
     graphs take and give int8 tensors (``x`` and ``y`` too, with their grids in the graph);
     operators the tool leaves in float have ``DEQUANTIZE``/``QUANTIZE`` around them."""
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import calibrator, quantizer, recipe, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
 
     from .edge_runtime import signature_io
 
@@ -247,7 +248,18 @@ def quantize_litert(
             raise ValueError(f"quantize_litert: the calibration chunks never reach graph {g.file}; give at least one full cycle")
         qt = quantizer.Quantizer(str(float_dir / g.file))
         qt.load_quantization_recipe(recipe.static_wi8_ai8())
-        qsv = qt.calibrate({"serving_default": feeds}, num_threads=1)
+        # min/max over every call: Quantizer.calibrate keeps a moving average (factor 0.95) of each
+        # call's min/max, i.e. the ranges of the last ~20 calls, which clipped the medium speech
+        # model's activations to a third of their range
+        manager = recipe_manager.RecipeManager()
+        manager.load_quantization_recipe(recipe.static_wi8_ai8())
+        calib = calibrator.Calibrator((float_dir / g.file).read_bytes(), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+        calib.calibrate({"serving_default": feeds}, manager)
+        qsv = calib.get_model_qsvs()
+        for exp, sub, elu in _elu_tensors((float_dir / g.file).read_bytes()):
+            if qsv.get(exp) and qsv.get(sub) and qsv.get(elu):
+                qsv[exp] = {**qsv[exp], "max": np.minimum(qsv[exp]["max"], 1.0)}
+                qsv[sub] = {**qsv[sub], "min": qsv[elu]["min"], "max": qsv[elu]["max"]}
         for key, (_, tensor) in names[g.id].items():
             if key.startswith(("state.", "next.")) and tensor in qsv and qsv[tensor]:
                 lo, hi = ranges[key.split(".", 1)[1]]
@@ -273,6 +285,49 @@ def quantize_litert(
         "calibration_chunks": sum(1 for _, f, _ in calls if "x" in f),
     }
     return _finish(man, out_dir, grids, info)
+
+
+def _elu_tensors(model: bytes) -> list[tuple[str, str, str]]:
+    """``(exp, sub, elu)`` tensor names of each ``nn.ELU`` as the converter lowers it,
+    ``elu = select(x >= 0, x, sub)`` with ``sub = exp(x) - 1``: an ``EXP`` read only by a ``SUB``
+    read only by a ``SELECT``. Only ``exp(x)`` for ``x < 0`` reaches ``elu``, but min/max
+    calibration sees ``exp`` of the largest ``x`` too (``e^6.4 = 600`` in the medium speech
+    model): on that int8 grid (step 2.4) every negative ``x`` rounds to ``exp = 0`` or ``2.4``,
+    so the ELU's negative half is lost; and ai-edge-quantizer gives ``SELECT`` the grid of
+    ``sub`` (``[-1, e^max - 1]``), much wider than ``elu``'s own range. The caller clamps
+    ``exp`` to ``[min, 1]`` and gives ``sub`` the range of ``elu``."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    sg = (m := fb.ModelT.InitFromPackedBuf(model, 0)).subgraphs[0]
+
+    def builtin(op: Any) -> int:
+        code = m.operatorCodes[op.opcodeIndex]
+        return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+    def name(t: int) -> str:
+        n = sg.tensors[t].name
+        return n.decode() if isinstance(n, bytes) else str(n)
+
+    readers: dict[int, list[Any]] = {}
+    for op in sg.operators:
+        for t in op.inputs if op.inputs is not None else []:
+            readers.setdefault(int(t), []).append(op)
+    graph_outputs = {int(t) for t in sg.outputs}
+
+    def only_reader(t: int, kinds: set[int]) -> Any | None:
+        ops = readers.get(t, [])
+        return ops[0] if len(ops) == 1 and builtin(ops[0]) in kinds and t not in graph_outputs else None
+
+    found = []
+    for op in sg.operators:
+        if builtin(op) != fb.BuiltinOperator.EXP:
+            continue
+        exp = int(op.outputs[0])
+        sub = only_reader(exp, {fb.BuiltinOperator.SUB})
+        select = None if sub is None else only_reader(int(sub.outputs[0]), {fb.BuiltinOperator.SELECT, fb.BuiltinOperator.SELECT_V2})
+        if select is not None:
+            found.append((name(exp), name(int(sub.outputs[0])), name(int(select.outputs[0]))))
+    return found
 
 
 def _regrid_io(model: bytes, inputs: dict[int, Quantization], outputs: dict[int, Quantization]) -> bytes:
