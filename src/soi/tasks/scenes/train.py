@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ...models.ghostnet import PATTERNS
 from ...training import LOOP, LoopConfig, Score, check_fields, run_training
+from ..classification import frame_cross_entropy, refuse_another_classifier
 from .classifier import (
     SceneClassifier,
     build_classifier,
@@ -135,23 +136,9 @@ class SceneTask:
     def check_resumable(self, path: Path, payload: dict[str, Any], model: SceneClassifier) -> None:
         """Refuse to continue a run with another model or other classes: its weights and optimizer
         would be mixed with a model they do not belong to."""
-        if "progress" not in payload.get("extra", {}):
-            raise ValueError(f"{path} holds no training progress (a best.pt copied there?); resume needs the run's own last.pt")
-        # Compared as the checkpoint describes them: building its model would convert a network.
-        described = payload["model"]
-        changes = [
-            f"{key} {described.get(key)!r} -> {value!r}" for key, value in model.description.items() if described.get(key) != value
-        ]
         front = dataclasses.asdict(model.frontend.config)
-        if payload["frontend"] != front:
-            changes.append(f"front end {payload['frontend']} -> {front}")
-        if tuple(payload["classes"]) != model.classes:
-            changes.append(f"classes {list(payload['classes'])} -> {list(model.classes)}")
-        if changes:
-            raise ValueError(
-                f"{path} was trained with another model than this run asks for ({'; '.join(changes)}); resume it with "
-                "its own settings, or start this run in a new --out folder"
-            )
+        more = [f"front end {payload['frontend']} -> {front}"] if payload["frontend"] != front else []
+        refuse_another_classifier(path, payload, model, more)
 
     def fresh_start(self, model: SceneClassifier, rank: int) -> None:
         """Nothing to do: a scene run starts from the network's own initialisation."""
@@ -167,8 +154,7 @@ class SceneTask:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         wave, label = batch
-        logits = model(wave)  # (B, C, T); the baseline (B, C, 1): the whole crop's
-        return F.cross_entropy(logits, label[:, None].expand(-1, logits.shape[2]))
+        return frame_cross_entropy(model(wave), label)  # the baseline's logits (B, C, 1): the whole crop's
 
     def validate(self, model: SceneClassifier) -> float:
         from .evaluate import evaluate_scenes

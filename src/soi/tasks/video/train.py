@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...training import LOOP, LoopConfig, Score, check_fields, run_training
+from ..classification import frame_cross_entropy, refuse_another_classifier
 from .classifier import (
     MODELS,
     PATTERNS,
@@ -130,17 +130,7 @@ class VideoTask:
 
     def check_resumable(self, path: Path, payload: dict[str, Any], model: VideoClassifier) -> None:
         """Refuse to continue a run with another model or other classes."""
-        if "progress" not in payload.get("extra", {}):
-            raise ValueError(f"{path} holds no training progress (a best.pt copied there?); resume needs the run's own last.pt")
-        described = payload["model"]
-        changes = [f"{k} {described.get(k)!r} -> {v!r}" for k, v in model.description.items() if described.get(k) != v]
-        if tuple(payload["classes"]) != model.classes:
-            changes.append(f"classes {list(payload['classes'])} -> {list(model.classes)}")
-        if changes:
-            raise ValueError(
-                f"{path} was trained with another model than this run asks for ({'; '.join(changes)}); resume it with "
-                "its own settings, or start this run in a new --out folder"
-            )
+        refuse_another_classifier(path, payload, model)
 
     def fresh_start(self, model: VideoClassifier, rank: int) -> None:
         """Nothing to do: a video run starts from the network's own initialisation."""
@@ -156,8 +146,7 @@ class VideoTask:
 
     def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
         clip, label = batch
-        logits = model(clip)  # (B, C, T)
-        return F.cross_entropy(logits, label[:, None].expand(-1, logits.shape[2]))
+        return frame_cross_entropy(model(clip), label)
 
     def validate(self, model: VideoClassifier) -> float:
         from .evaluate import evaluate_videos
