@@ -4,31 +4,18 @@ the same), and the cost of the network's pattern in MMAC/s at the front end's fr
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
-
-import torch
-from torch import Tensor
-
-from ...progress import progress_bar
-from .classifier import SceneClassifier, running_average
+from ..classification import ClipEvaluation, evaluate_clips
+from .classifier import SceneClassifier
 from .data import SceneDataset
 
 __all__ = ["SceneEvaluation", "evaluate_scenes", "network_mmac_per_s"]
 
 
-@dataclass(frozen=True)
-class SceneEvaluation:
-    """Clip accuracy (%) over a split, per class (classes with no clip are left out), the clips
-    counted, and every clip's predicted class index (in the split's order)."""
-
-    accuracy: float
-    per_class: dict[str, float]
-    clips: int
-    predicted: tuple[int, ...]
+SceneEvaluation = ClipEvaluation
+"""Clip accuracy (%) over a split, per class (classes with no clip are left out), the clips
+counted, and every clip's predicted class index (in the split's order)."""
 
 
-@torch.no_grad()
 def evaluate_scenes(classifier: SceneClassifier, dataset: SceneDataset, batch_size: int = 8, progress: bool = False) -> SceneEvaluation:
     """Classify every clip of ``dataset`` and count the right answers (see the module docstring).
 
@@ -37,37 +24,7 @@ def evaluate_scenes(classifier: SceneClassifier, dataset: SceneDataset, batch_si
     """
     if tuple(dataset.classes) != classifier.classes:
         raise ValueError(f"evaluate_scenes: the data's classes {list(dataset.classes)} are not the model's {list(classifier.classes)}")
-    was_training = classifier.training
-    classifier.eval()
-    predicted: list[int] = [-1] * len(dataset)
-    pending: dict[int, list[tuple[int, Tensor]]] = defaultdict(list)
-    bar = progress_bar(len(dataset), desc="evaluate", unit="clip", enabled=progress, leave=False)
-
-    def run(group: list[tuple[int, Tensor]]) -> None:
-        clip = running_average(classifier.posteriors(torch.stack([w for _, w in group])))[:, :, -1]
-        for (index, _), label in zip(group, clip.argmax(dim=1).tolist()):
-            predicted[index] = label
-        bar.update(len(group))
-
-    for index in range(len(dataset)):
-        wave, _ = dataset[index]
-        group = pending[wave.shape[-1]]
-        group.append((index, wave))
-        if len(group) == batch_size:
-            run(group)
-            group.clear()
-    for group in pending.values():
-        if group:
-            run(group)
-    bar.close()
-    classifier.train(was_training)
-    truth = dataset.labels().tolist()
-    right: dict[int, list[bool]] = defaultdict(list)
-    for p, t in zip(predicted, truth):
-        right[t].append(p == t)
-    per_class = {classifier.classes[c]: 100.0 * sum(v) / len(v) for c, v in sorted(right.items())}
-    accuracy = 100.0 * sum(p == t for p, t in zip(predicted, truth)) / len(truth)
-    return SceneEvaluation(accuracy, per_class, len(truth), tuple(predicted))
+    return evaluate_clips(classifier, dataset, batch_size, progress)
 
 
 def network_mmac_per_s(classifier: SceneClassifier) -> float:
