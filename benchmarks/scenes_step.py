@@ -1,9 +1,10 @@
 """Per-frame step time of the scene GhostNet's streaming patterns (STMC, SOI), in the eager form and
-the fastest one the project builds here (TorchScript of the lean graph, BatchNorm folded:
-:class:`soi.deploy.FastStreamer`), one stream, one thread, all cases interleaved
+the fast forms the project builds here (TorchScript of the lean graph, BatchNorm folded:
+:class:`soi.deploy.FastStreamer`; ``onnxruntime``: one ONNX graph per schedule phase with the state
+explicit, its parity with the eager step checked), one stream, one thread, all cases interleaved
 (:func:`soi.analysis.bench.bench_models`).
 
-    python3 benchmarks/scenes_step.py [--widths 0.2 1.0] [--forms eager torchscript] [--rounds 20]
+    python3 benchmarks/scenes_step.py [--widths 0.2 1.0] [--forms eager torchscript onnxruntime] [--rounds 20]
 
 One frame is 20 ms of audio (64 mels, 50 frames/s); the front end (one 640-point FFT and the mel
 matrix per frame) is not included. Writes ``benchmarks/results/scenes_step.{json,md}``.
@@ -28,7 +29,7 @@ N_MELS, CLASSES, FRAME_RATE = 64, 11, 50.0
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--widths", type=float, nargs="+", default=[0.2, 1.0])
-    p.add_argument("--forms", nargs="+", choices=FORMS, default=["eager", "torchscript"])
+    p.add_argument("--forms", nargs="+", choices=FORMS, default=["eager", "torchscript", "onnxruntime"])
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--frames-per-round", type=int, default=10)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scenes_step")
