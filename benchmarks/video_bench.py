@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -71,7 +70,6 @@ def main() -> None:
         check_onnx="onnxruntime" in args.forms,
         progress=True,
     )
-    result["load_average_at_end"] = os.getloadavg()
     out = Path(__file__).parent / "results" / "video_bench"
     write_file(
         out.with_suffix(".json"),
@@ -114,7 +112,7 @@ def main() -> None:
             f"ONNX parity with the eager step: max abs error {max(v['max_abs'] for v in parity.values()):.1e} over every model and phase.",
         ]
     lines += ["", "Every form:", "", format_table(result["rows"]), ""]
-    load = ", ".join(f"{x:.2f}" for x in result["load_average_at_end"])
+    load = ", ".join(f"{x:.2f}" for x in m["load_average_at_end"])
     lines.append(
         f"Machine: {m['cpu']} ({m['logical_cores']} logical cores, load average {load} at the end), torch {m['torch']}, Python {m['python']}."
     )

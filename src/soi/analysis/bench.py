@@ -94,6 +94,10 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _load_average() -> tuple[float, float, float] | None:
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
 def machine_facts(threads: int) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "cpu": _cpu_model(),
@@ -103,7 +107,7 @@ def machine_facts(threads: int) -> dict[str, Any]:
         "torch": torch.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average_at_start": _load_average(),
     }
     try:
         import onnxruntime
@@ -533,6 +537,7 @@ def bench(
         if f not in FORMS:
             raise ValueError(f"bench: unknown form {f!r}; valid: {', '.join(FORMS)}")
     threads, frame_rate = timing.threads, timing.frame_rate
+    facts = machine_facts(threads)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     frame_ms = 1e3 / frame_rate
@@ -584,8 +589,7 @@ def bench(
     finally:
         torch.set_num_threads(prev_threads)
     rows = [_summary(c, frame_ms, reference["gmac_per_s"], frame_rate) for c in cases]
-    facts = machine_facts(threads)
-    facts["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    facts["load_average_at_end"] = _load_average()
     try:
         import resource
 
@@ -674,6 +678,7 @@ def bench_models(
     if not models:
         raise ValueError("bench_models: expected at least one model, got none")
     threads, frame_rate = timing.threads, timing.frame_rate
+    facts = machine_facts(threads)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -698,8 +703,9 @@ def bench_models(
             _measure(cases, timing.rounds, timing.frames_per_round, timing.warmup_rounds, progress, timing.block_warmup)
     finally:
         torch.set_num_threads(prev_threads)
+    facts["load_average_at_end"] = _load_average()
     return {
-        "machine": machine_facts(threads),
+        "machine": facts,
         "frame_ms": 1e3 / frame_rate,
         "timing": timing.to_dict(),
         "reference": reference,
