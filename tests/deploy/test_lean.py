@@ -4,6 +4,7 @@ compiled stream; lean() swaps registered modules and patches no instance."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 import pytest
@@ -170,6 +171,18 @@ def test_lean_replaces_a_shared_layer_everywhere_and_a_bare_layer():
     bare = soi.STMCConv1d(2, 3, 3, dilation=2).double().eval()
     assert isinstance(lean(bare), LeanConv)
     _assert_lean_equal(bare, lean(bare), "bare")
+
+
+def test_a_lean_model_saves_loads_and_copies(tmp_path):
+    # pooling and delays get classes made at run time (lean_class), which pickle cannot find by name
+    net = stack1d()
+    fast = lean(net)
+    torch.save(fast, tmp_path / "lean.pt")
+    loaded = torch.load(tmp_path / "lean.pt", weights_only=False)
+    copied = copy.deepcopy(fast)
+    for what, other in (("loaded", loaded), ("deep copy", copied)):
+        assert [type(m) for m in other.modules()] == [type(m) for m in fast.modules()], what
+        _assert_lean_equal(net, other, what)
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -33,7 +33,8 @@ import copy
 import functools
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,14 +100,30 @@ class LeanWindow(TemporalWindow):
         new.target = target
         return new
 
+    def __reduce_ex__(self, protocol: int) -> str | tuple[Any, ...]:
+        # A lean_class class is made at run time, so pickle (torch.save, multiprocessing) cannot find
+        # it by name: it is rebuilt from the layer class it was made from.
+        layer_class = type(self).__dict__.get("layer_class")
+        if layer_class is None:
+            return super().__reduce_ex__(protocol)
+        return _new_lean, (layer_class,), self.__dict__
+
 
 @functools.cache
 def lean_class(cls: type[TemporalWindow]) -> type[LeanWindow]:
     """``Lean<Name>``: the window layer class ``cls`` with the unchecked step (pooling, delays,
-    shifts: layers without a lean operation of their own). One class per layer class."""
+    shifts: layers without a lean operation of their own). One class per layer class; its
+    instances pickle."""
     name = f"Lean{cls.__name__}"
     doc = f":class:`{cls.__module__}.{cls.__qualname__}` with the unchecked step (:class:`LeanWindow`)."
-    return type(name, (LeanWindow, cls), {"__module__": __name__, "__qualname__": name, "__doc__": doc})
+    namespace = {"__module__": __name__, "__qualname__": name, "__doc__": doc, "layer_class": cls}
+    return type(name, (LeanWindow, cls), namespace)
+
+
+def _new_lean(layer_class: type[TemporalWindow]) -> LeanWindow:
+    """An empty instance of ``lean_class(layer_class)``, which unpickling fills."""
+    cls = lean_class(layer_class)
+    return cls.__new__(cls)
 
 
 # ==================================================================================================
