@@ -62,6 +62,22 @@ def test_axis_taps_count_the_products_with_real_inputs(size, k, stride, pad, dil
     assert (out, real, dense) == (y.shape[2], int(y.sum()), y.shape[2] * k), f"transposed {size, k, stride, pad, dil, op}"
 
 
+@pytest.mark.parametrize(
+    "kind, layers, bidirectional, batch_first",
+    [("LSTM", 1, False, False), ("LSTM", 2, True, True), ("GRU", 2, True, False), ("RNN", 1, False, True)],
+    ids=["lstm", "lstm-2-layers-bidirectional-batch-first", "gru-2-layers-bidirectional", "rnn-batch-first"],
+)
+def test_counter_counts_recurrent_layers(kind, layers, bidirectional, batch_first):
+    # every weight matrix once per time step and stream (the LSTM's fused CPU kernel included)
+    rnn = getattr(nn, kind)(6, 10, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
+    steps, streams = 7, 3
+    x = torch.randn((streams, steps, 6) if batch_first else (steps, streams, 6))
+    with C.MacCounter() as counter, torch.no_grad():
+        rnn(x)
+    expected = steps * streams * sum(p.numel() for name, p in rnn.named_parameters() if name.startswith("weight"))
+    assert counter.macs == expected, f"{kind}: counted {counter.macs}, expected {expected}"
+
+
 def test_counter_real_and_dense():
     conv = soi.STMCConv2d(3, 4, (2, 5), stride=(1, 2), padding=2, frame_size=(17,)).double()
     x = torch.randn(1, 3, 4, 17, dtype=torch.float64)

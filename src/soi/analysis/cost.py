@@ -80,12 +80,19 @@ def _flop_conv(dense: bool):
     return formula
 
 
+def _flop_mkldnn_rnn_layer(x_shape, w_ih_shape, w_hh_shape, *args, out_shape=None, **kwargs) -> int:
+    # One direction of one layer of an LSTM on CPU (its fused oneDNN kernel, which the registry has
+    # no formula for): both weight matrices once per time step and stream. The input is (T, B, I)
+    # or (B, T, I), so the steps times the streams are its first two sizes either way.
+    return 2 * x_shape[0] * x_shape[1] * (math.prod(w_ih_shape) + math.prod(w_hh_shape))
+
+
 class MacCounter:
     """Counts the multiply-accumulates executed inside its ``with`` block (all streams of the batch).
 
     ``torch.utils.flop_counter.FlopCounterMode`` with convolutions counted as real multiplications
     (``dense=False``) or with padding and inserted zeros (``dense=True``); matrix products (linear
-    layers, learned and interpolating upsamplers) count ``m*n*k``.
+    layers, learned and interpolating upsamplers, recurrent layers' weights) count ``m*n*k``.
 
     >>> with MacCounter() as c:
     ...     y, state = model.step(x, state)
@@ -100,7 +107,10 @@ class MacCounter:
     def __enter__(self) -> MacCounter:
         aten = torch.ops.aten
         formula = _flop_conv(self.dense)
-        self._mode = FlopCounterMode(display=False, custom_mapping={aten.convolution: formula, aten._convolution: formula})
+        mapping = {aten.convolution: formula, aten._convolution: formula}
+        if hasattr(aten, "mkldnn_rnn_layer"):  # a build without oneDNN runs LSTMs as matrix products
+            mapping[aten.mkldnn_rnn_layer] = _flop_mkldnn_rnn_layer
+        self._mode = FlopCounterMode(display=False, custom_mapping=mapping)
         self._mode.__enter__()
         return self
 
