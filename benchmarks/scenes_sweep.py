@@ -2,8 +2,8 @@
 GhostNet's three variants (baseline, STMC, SOI) at several widths, several seeds each, test-split
 accuracy against MMAC/s.
 
-    python3 benchmarks/scenes_sweep.py [--data data/scenes] [--widths 0.2 0.4 0.7 1.0] [--seeds 0 1 2]
-        [--steps 150] [--batch-size 8] [--segment-seconds 1.0]
+    python3 benchmarks/scenes_sweep.py [--data data/scenes] [--widths 0.2 0.3 0.5 1.0] [--seeds 0 1 2]
+        [--steps 250] [--batch-size 16] [--segment-seconds 1.0]
     python3 benchmarks/scenes_sweep.py --table-only
 
 Every run trains with the project's one loop (:func:`soi.tasks.scenes.train.train_scenes`: Adam at
@@ -209,11 +209,11 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=ROOT / "data" / "scenes")
     p.add_argument("--minutes", type=float, default=60.0, help="generate the set with this many minutes if --data has none (default 60)")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "training" / "scenes")
-    p.add_argument("--widths", type=float, nargs="+", default=[0.2, 0.4, 0.7, 1.0])
+    p.add_argument("--widths", type=float, nargs="+", default=[0.2, 0.3, 0.5, 1.0])
     p.add_argument("--variants", nargs="+", choices=PATTERNS, default=list(PATTERNS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--segment-seconds", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--table-only", action="store_true", help="only write the table and plot from the runs' test.json")
