@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from soi.cli import main
-from soi.tasks.scenes.classifier import running_average
+from soi.tasks.classification import running_average
 from soi.tasks.video.classifier import (
     build_classifier,
     load_checkpoint,

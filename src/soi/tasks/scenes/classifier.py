@@ -26,8 +26,9 @@ import torch
 from torch import Tensor, nn
 
 from ...core.state import StreamingModule
-from ...files import read_checkpoint_file, write_file
+from ...files import read_checkpoint_file
 from ...models.ghostnet import PATTERNS, ghostnet, streaming_ghostnet
+from ..classification import load_classifier, running_average, save_classifier
 from .frontend import LogMelConfig, LogMelState, StreamingLogMel
 
 __all__ = [
@@ -44,15 +45,6 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "soi-scenes-v1"
-
-
-def running_average(posteriors: Tensor) -> Tensor:
-    """The causal running average over time of ``(B, C, T)`` posteriors: ``out[..., t]`` is the
-    mean of ``posteriors[..., 0..t]`` (the clip posterior after frame ``t``)."""
-    if posteriors.dim() != 3:
-        raise ValueError(f"running_average: expected posteriors (B, C, T), got shape {tuple(posteriors.shape)}")
-    count = torch.arange(1, posteriors.shape[2] + 1, dtype=posteriors.dtype, device=posteriors.device)
-    return posteriors.cumsum(dim=2) / count
 
 
 @dataclass(frozen=True)
@@ -212,20 +204,9 @@ _CHECKPOINT_KEYS = ("classes", "model", "frontend", "state_dict")
 
 
 def save_checkpoint(path: str | Path, classifier: SceneClassifier, extra: dict[str, Any] | None = None) -> None:
-    """Write a self-describing checkpoint: class names, network description, front end and weights.
-
-    Written with :func:`soi.files.write_file` (a temporary file renamed over ``path``), so an
-    interrupted save never leaves a broken file; an existing checkpoint is replaced.
-    """
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "classes": list(classifier.classes),
-        "model": dict(classifier.description),
-        "frontend": dataclasses.asdict(classifier.frontend.config),
-        "state_dict": {k: v.detach().cpu() for k, v in classifier.state_dict().items()},
-        "extra": extra or {},
-    }
-    write_file(path, lambda f: torch.save(payload, f), force=True)
+    """Write a self-describing checkpoint: class names, network description, front end and weights
+    (atomically, :func:`soi.tasks.classification.save_classifier`); an existing one is replaced."""
+    save_classifier(path, classifier, CHECKPOINT_FORMAT, extra, frontend=dataclasses.asdict(classifier.frontend.config))
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -249,13 +230,4 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SceneC
     Raises:
         ValueError: not a soi scene checkpoint, or weights that do not fit the model it describes.
     """
-    payload = read_checkpoint(path, map_location)
-    try:
-        classifier = classifier_of(payload)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the checkpoint's model description is not valid: {err}") from None
-    try:
-        classifier.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not fit the model it describes ({' '.join(str(err).split())[:300]})") from None
-    return classifier.eval(), dict(payload["extra"])
+    return load_classifier(path, read_checkpoint(path, map_location), classifier_of)

@@ -9,7 +9,7 @@ The input is mixed down to mono (the channel mean) and resampled to the model's 
 offline front end pads it. The **timeline** has one line per second of audio: the mean of that
 second's frame posteriors, its ``top`` classes (the last line covers what is left after the last
 whole second). The **clip label** is the running average of every frame posterior
-(:func:`~soi.tasks.scenes.classifier.running_average` at the last frame). Lines are handed to
+(:func:`~soi.tasks.classification.running_average` at the last frame). Lines are handed to
 ``on_line`` as soon as their second has been heard, so a pipe shows the timeline live.
 """
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from ...models.ghostnet import PATTERNS
-from ...training import LOOP, LoopConfig, Score, check_fields, run_training
-from ..classification import frame_cross_entropy, refuse_another_classifier
+from ...training import LOOP, LoopConfig, check_fields, run_training
+from ..classification import ClassifierTask, refuse_another_classifier
 from .classifier import (
     SceneClassifier,
     build_classifier,
@@ -35,9 +35,7 @@ from .classifier import (
 from .data import SceneDataset, open_scenes, scene_classes
 from .frontend import LogMelConfig
 
-__all__ = ["SCORE", "SceneCrops", "SceneTask", "SceneTrainConfig", "train_scenes"]
-
-SCORE = Score("valid_accuracy", "valid accuracy", "%")
+__all__ = ["SceneCrops", "SceneTask", "SceneTrainConfig", "train_scenes"]
 
 
 @dataclass(frozen=True)
@@ -114,17 +112,14 @@ class SceneCrops(Dataset):
         return wave[start : start + self.samples], label
 
 
-class SceneTask:
-    """Scene classification as a :class:`soi.training.Task` (see the module docstring)."""
+class SceneTask(ClassifierTask):
+    """Scene classification as a :class:`soi.training.Task` (see the module docstring; the score,
+    the loss and the start are :class:`~soi.tasks.classification.ClassifierTask`'s)."""
 
-    score = SCORE
+    cfg: SceneTrainConfig
 
     def __init__(self, cfg: SceneTrainConfig) -> None:
-        self.cfg = cfg
-        self.name = f"scenes {cfg.pattern} {cfg.width:g}"
-
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.cfg)
+        super().__init__(cfg, f"scenes {cfg.pattern} {cfg.width:g}")
 
     def build_model(self) -> SceneClassifier:
         c = self.cfg
@@ -140,9 +135,6 @@ class SceneTask:
         more = [f"front end {payload['frontend']} -> {front}"] if payload["frontend"] != front else []
         refuse_another_classifier(path, payload, model, more)
 
-    def fresh_start(self, model: SceneClassifier, rank: int) -> None:
-        """Nothing to do: a scene run starts from the network's own initialisation."""
-
     def open_data(self) -> None:
         classes = scene_classes(self.cfg.data)
         rate = self.cfg.frontend.sample_rate
@@ -151,10 +143,6 @@ class SceneTask:
 
     def train_data(self, model: SceneClassifier) -> SceneCrops:
         return SceneCrops(self.train_set, round(self.cfg.segment_seconds * model.sample_rate), self.cfg.seed)
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-        wave, label = batch
-        return frame_cross_entropy(model(wave), label)  # the baseline's logits (B, C, 1): the whole crop's
 
     def validate(self, model: SceneClassifier) -> float:
         from .evaluate import evaluate_scenes

@@ -1,6 +1,6 @@
 """The streaming action classifier: a streaming ResNet-10 3D or MoViNet (STMC or SOI) over frames,
 a posterior every frame, the clip label the causal running average of the posteriors (as the scene
-classifier's, :func:`soi.tasks.scenes.classifier.running_average`); its self-describing
+classifier's, :func:`soi.tasks.classification.running_average`); its self-describing
 checkpoints. ::
 
     frames (B, 3, T, H, W) in [-1, 1] --network (STMC | SOI)--> logits (B, C, T)
@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ...core.state import StreamingModule
-from ...files import read_checkpoint_file, write_file
+from ...files import read_checkpoint_file
+from ..classification import load_classifier, save_classifier
 
 __all__ = [
     "CHECKPOINT_FORMAT", "MODELS", "VideoClassifier", "VideoState", "build_classifier", "load_checkpoint",
@@ -128,14 +129,7 @@ _CHECKPOINT_KEYS = ("classes", "model", "state_dict")
 
 def save_checkpoint(path: str | Path, classifier: VideoClassifier, extra: dict[str, Any] | None = None) -> None:
     """Write a self-describing checkpoint (class names, network description, weights), atomically."""
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "classes": list(classifier.classes),
-        "model": dict(classifier.description),
-        "state_dict": {k: v.detach().cpu() for k, v in classifier.state_dict().items()},
-        "extra": extra or {},
-    }
-    write_file(path, lambda f: torch.save(payload, f), force=True)
+    save_classifier(path, classifier, CHECKPOINT_FORMAT, extra)
 
 
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -149,13 +143,4 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[VideoC
     Raises:
         ValueError: not a soi video checkpoint, or weights that do not fit the model it describes.
     """
-    payload = read_checkpoint(path, map_location)
-    try:
-        classifier = build_classifier(tuple(payload["classes"]), **payload["model"])
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: the checkpoint's model description is not valid: {err}") from None
-    try:
-        classifier.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not fit the model it describes ({' '.join(str(err).split())[:300]})") from None
-    return classifier.eval(), dict(payload["extra"])
+    return load_classifier(path, read_checkpoint(path, map_location), lambda p: build_classifier(tuple(p["classes"]), **p["model"]))

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ...training import LOOP, LoopConfig, Score, check_fields, run_training
-from ..classification import frame_cross_entropy, refuse_another_classifier
+from ...training import LOOP, LoopConfig, check_fields, run_training
+from ..classification import ClassifierTask, refuse_another_classifier
 from .classifier import (
     MODELS,
     PATTERNS,
@@ -31,9 +31,7 @@ from .classifier import (
 )
 from .data import VideoDataset, open_videos, video_classes
 
-__all__ = ["SCORE", "VideoCrops", "VideoTask", "VideoTrainConfig", "train_videos"]
-
-SCORE = Score("valid_accuracy", "valid accuracy", "%")
+__all__ = ["VideoCrops", "VideoTask", "VideoTrainConfig", "train_videos"]
 
 
 @dataclass(frozen=True)
@@ -109,17 +107,14 @@ class VideoCrops(VideoDataset):
         return clip, label
 
 
-class VideoTask:
-    """Action recognition as a :class:`soi.training.Task` (see the module docstring)."""
+class VideoTask(ClassifierTask):
+    """Action recognition as a :class:`soi.training.Task` (see the module docstring; the score, the
+    loss and the start are :class:`~soi.tasks.classification.ClassifierTask`'s)."""
 
-    score = SCORE
+    cfg: VideoTrainConfig
 
     def __init__(self, cfg: VideoTrainConfig) -> None:
-        self.cfg = cfg
-        self.name = f"video {cfg.model} {cfg.pattern}"
-
-    def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.cfg)
+        super().__init__(cfg, f"video {cfg.model} {cfg.pattern}")
 
     def build_model(self) -> VideoClassifier:
         c = self.cfg
@@ -132,9 +127,6 @@ class VideoTask:
         """Refuse to continue a run with another model or other classes."""
         refuse_another_classifier(path, payload, model)
 
-    def fresh_start(self, model: VideoClassifier, rank: int) -> None:
-        """Nothing to do: a video run starts from the network's own initialisation."""
-
     def open_data(self) -> None:
         c = self.cfg
         classes = video_classes(c.data)
@@ -143,10 +135,6 @@ class VideoTask:
 
     def train_data(self, model: VideoClassifier) -> VideoCrops:
         return VideoCrops(self.train_set, self.cfg.seed)
-
-    def loss(self, model: nn.Module, batch: tuple[Tensor, Tensor]) -> Tensor:
-        clip, label = batch
-        return frame_cross_entropy(model(clip), label)
 
     def validate(self, model: VideoClassifier) -> float:
         from .evaluate import evaluate_videos
