@@ -15,6 +15,9 @@ written.
 * :func:`check_output_folder`: the same checks for a folder that soi writes files into.
 * :class:`WrittenFiles`: the record of the files and folders soi wrote in a folder, kept before each
   is written, so that a rebuild removes exactly those and nothing a user put there.
+* :func:`prepare_data_folder` / :func:`finish_data_folder`: the life of a generated data set's
+  folder (``soi generate``, ``soi scenes generate``, ``soi video generate``): what an earlier set,
+  a user's files or an interrupted run there mean for a new one, and the manifest written last.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ import stat
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["check_output_file", "check_output_folder", "read_checkpoint_file", "write_file", "writes_to_stdout", "WrittenFiles"]
+__all__ = [
+    "GENERATING", "WrittenFiles", "check_output_file", "check_output_folder", "finish_data_folder", "prepare_data_folder",
+    "read_checkpoint_file", "read_manifest", "write_file", "writes_to_stdout",
+]  # fmt: skip
 
 PathLike = str | os.PathLike
 Content = bytes | Callable[[BinaryIO], None]
@@ -337,6 +343,93 @@ class WrittenFiles:
         self.path.unlink(missing_ok=True)
         self._entries = {}
         return removed
+
+
+GENERATING = ".soi-generating"
+"""Present in a data set's folder while the set is being written (it holds the set's parameters as
+JSON); removed when the set is complete."""
+
+
+def read_manifest(folder: PathLike, holds: str, kind: type) -> dict[str, Any] | None:
+    """``folder/manifest.json`` if it is a data set's manifest (a JSON object whose ``holds`` is a
+    ``kind``), else ``None`` (missing, unreadable or something else)."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) and isinstance(manifest.get(holds), kind) else None
+
+
+def _changes(before: dict[str, Any], now: dict[str, Any]) -> str:
+    scalar = (str, int, float, bool, type(None))
+    shown = [
+        f"{k} {before.get(k)} -> {now[k]}" if isinstance(before.get(k), scalar) and isinstance(now[k], scalar) else f"{k} differ"
+        for k in now
+        if before.get(k) != now[k]
+    ]  # fmt: skip
+    return ", ".join(shown) or "unknown parameters"
+
+
+def prepare_data_folder(
+    folder: PathLike, params: dict[str, Any], manifest: dict[str, Any] | None, *, overwrite: bool,
+    planned: Iterable[str] = (), legacy: Iterable[str] = (),
+) -> WrittenFiles:  # fmt: skip
+    """Make way for a data set made with ``params`` in ``folder``, before any of it is written.
+
+    An earlier set of soi's there (its ``manifest``, :func:`read_manifest`; the record of what soi
+    wrote; or the :data:`GENERATING` marker of an interrupted run) is removed, only the files soi
+    wrote (and where the folder has no record, a set made before records existed, the files of
+``legacy``, those its manifest lists), and if it was made
+    with other parameters only with ``overwrite``. A folder that holds anything else, or files that
+    soi did not write in the ``planned`` places of the new set, is refused unless ``overwrite``, and
+    then left as it is. The marker is written and recorded, so that a set interrupted at any point is
+    recognised as soi's. Returns the folder's record, to claim each file of the set with.
+
+    Raises:
+        FileExistsError: what is there needs ``overwrite`` (the message says what and why).
+    """
+    folder = Path(folder)
+    record = WrittenFiles(folder)
+    try:
+        started = json.loads((folder / GENERATING).read_text())
+    except (OSError, json.JSONDecodeError):
+        started = None
+    ours = manifest is not None or bool(record.entries()) or started is not None
+    before = manifest.get("params") if manifest is not None else started
+    if ours and before != params and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{folder} holds a soi data set made with other parameters ({_changes(before or {}, params)}); "
+            "pass --force (overwrite=True) to replace it (of what is there, only the files soi wrote are removed, and files "
+            "where the new set goes are replaced), or choose another folder",
+        )
+    others = [p.name for p in sorted(folder.iterdir()) if p.name not in (WrittenFiles.NAME, GENERATING)] if folder.is_dir() else []
+    if not ours and others and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{folder} is not empty ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}) and holds no soi data set; "
+            "choose an empty or new folder, or pass --force (overwrite=True) to write the set beside what is there",
+        )
+    legacy = [] if record.entries() else list(legacy)
+    in_the_way = [f for f in planned if os.path.lexists(folder / f) and not record.owns(f) and f not in legacy]
+    if in_the_way and not overwrite:
+        raise FileExistsError(
+            errno.EEXIST,
+            f"{folder}: {len(in_the_way)} file(s) where the data set goes were not written by soi (or were changed since: "
+            f"{', '.join(in_the_way[:3])}{', ...' if len(in_the_way) > 3 else ''}); move them, or pass --force to replace them",
+        )
+    record.remove(also=legacy)
+    write_file(record.claim(GENERATING, force=True), json.dumps(params).encode(), force=True)
+    record.written(GENERATING)
+    return record
+
+
+def finish_data_folder(record: WrittenFiles, manifest: dict[str, Any], *, overwrite: bool) -> None:
+    """Complete the set :func:`prepare_data_folder` began: ``manifest.json`` is written last (its
+    presence marks a complete set) and the :data:`GENERATING` marker removed."""
+    write_file(record.claim("manifest.json", force=overwrite), json.dumps(manifest, indent=1).encode(), force=True)
+    record.written("manifest.json")
+    (record.folder / GENERATING).unlink(missing_ok=True)
 
 
 def read_checkpoint_file(path: PathLike, kind: str, fmt: str, keys: Sequence[str], map_location: str = "cpu") -> dict:

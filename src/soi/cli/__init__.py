@@ -28,7 +28,7 @@ COMMANDS: dict[str, str] = {
     "demo": "the main job: stream-enhance an unseen noisy example with the shipped model",
     "check": "stream a small model frame by frame and prove it equals offline",
     "cost": "cost table (MMAC/s, retained %, peak, precomputed %, state) per SOI pattern",
-    "generate": "build the default speech data set offline (espeak-ng/flite speech, real and synthetic noise)",
+    "generate": "build the default speech data set offline (real and espeak-ng/flite voices, noise, music and rooms from Debian packages)",
     "train": "train a speech-separation U-Net",
     "enhance": "stream a noisy WAV file through a model",
     "evaluate": "SI-SNRi per pattern on a data set",

@@ -7,11 +7,11 @@ import argparse
 import json
 
 from ..tasks.speech.generate import MAX_SEGMENT_SECONDS, generate_dataset
-from .options import bounded_float, finite_float, positive_float, positive_int, seed
+from .options import add_data_folder_options, bounded_float, finite_float, positive_float, positive_int, seed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output folder")
+    add_data_folder_options(parser)
     parser.add_argument("--minutes", type=positive_float, default=10.0, help="total minutes of audio (default 10; the free disk space is checked)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     parser.add_argument(
@@ -20,11 +20,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--snr", type=finite_float, nargs=2, default=(-5.0, 15.0), metavar=("LOW", "HIGH"), help="SNR range in dB")
     parser.add_argument("--workers", type=positive_int, default=None, help="concurrent synthesis processes (default: CPUs)")
-    parser.add_argument(
-        "--force", action="store_true",
-        help="replace a soi data set made with other parameters in OUT (only the files soi wrote are removed), "
-        "or write into a folder that holds other files (they stay)",
-    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

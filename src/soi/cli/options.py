@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "add_data_folder_options",
     "add_loop_options",
     "bounded_float",
     "config_overrides",
@@ -113,6 +114,17 @@ def pattern(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"expected an SOI pattern such as 'STMC' or 'S-CC 2', got {text!r}")
     return text
+
+
+def add_data_folder_options(parser: argparse.ArgumentParser) -> None:
+    """The output folder of a ``generate`` command and its ``--force``, the same in every one
+    (:func:`soi.files.prepare_data_folder` says what each case does)."""
+    parser.add_argument("out", help="output folder")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace a soi data set made with other parameters in OUT (only the files soi wrote are removed), "
+        "or write into a folder that holds other files (they stay)",
+    )  # fmt: skip
 
 
 def add_loop_options(parser: argparse.ArgumentParser) -> None:

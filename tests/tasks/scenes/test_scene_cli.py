@@ -42,7 +42,7 @@ def test_scenes_generate_writes_a_set_and_refuses_another_in_its_place(
     err = capsys.readouterr().err.strip()
     assert (
         err.startswith("soi scenes: error:")
-        and "other parameters (seed differ)" in err
+        and "other parameters (seed 0 -> 2)" in err
         and len(err.splitlines()) == 1
     )
 

@@ -7,11 +7,11 @@ import argparse
 import json
 
 from ...tasks.scenes.generate import generate_scenes
-from ..options import positive_float, seed
+from ..options import add_data_folder_options, positive_float, seed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output folder")
+    add_data_folder_options(parser)
     parser.add_argument(
         "--minutes",
         type=positive_float,
@@ -19,11 +19,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="total minutes of audio in 10-s clips (default 10)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--force", action="store_true",
-        help="replace a soi data set made with other parameters in OUT (only the files soi wrote are removed), "
-        "or write into a folder that holds other files (they stay)",
-    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

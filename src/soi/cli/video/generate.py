@@ -7,20 +7,15 @@ import json
 from collections import Counter
 
 from ...tasks.video.generate import DEFAULT_FRAMES, DEFAULT_SIZE, generate_videos
-from ..options import positive_int, seed
+from ..options import add_data_folder_options, positive_int, seed
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="output folder")
+    add_data_folder_options(parser)
     parser.add_argument("--clips", type=positive_int, default=330, help="clips over train/valid/test, 80/10/10 (default 330)")
     parser.add_argument("--size", type=positive_int, default=DEFAULT_SIZE, help=f"frame side in pixels (default {DEFAULT_SIZE})")
     parser.add_argument("--frames", type=positive_int, default=DEFAULT_FRAMES, help=f"frames per clip at 24 fps (default {DEFAULT_FRAMES})")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--force", action="store_true",
-        help="replace a soi data set made with other parameters in OUT (only the files soi wrote are removed), "
-        "or write into a folder that holds other files (they stay)",
-    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:

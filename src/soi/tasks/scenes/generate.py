@@ -36,7 +36,6 @@ generator). Command line: ``soi scenes generate OUT --minutes 10 --seed 0``.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import re
@@ -48,7 +47,14 @@ from typing import Any
 
 import numpy as np
 
-from ...files import WrittenFiles, check_output_folder, write_file
+from ...files import (
+    WrittenFiles,
+    check_output_folder,
+    finish_data_folder,
+    prepare_data_folder,
+    read_manifest,
+    write_file,
+)
 from ...progress import progress_bar
 from ..speech.generate import (
     SPLITS,
@@ -83,8 +89,6 @@ EVENT_GAIN_DB = (-6.0, 6.0)
 EVENT_MAX_SECONDS = 3.0
 MAX_EVENTS = 3
 _FADE = 160  # 10 ms fades at the ends of an event excerpt
-_MARKER = ".soi-generating"
-"""Present while a set is being written (holds its parameters as JSON); removed when it is complete."""
 
 
 def scene_splits(seed: int) -> dict[str, dict[str, dict[str, list[Recording]]]]:
@@ -211,18 +215,6 @@ def _identifier(recording_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", recording_id).strip("-")
 
 
-def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return (
-        manifest
-        if isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict)
-        else None
-    )
-
-
 _TABLES = (
     "meta.csv",
     "evaluation_setup/fold1_train.csv",
@@ -238,7 +230,7 @@ def is_complete(
     """Whether ``out_dir`` holds a complete set made by :func:`generate_scenes` (with ``params``, if
     given: the ``params`` of its manifest)."""
     out_dir = Path(out_dir)
-    manifest = _read_manifest(out_dir)
+    manifest = read_manifest(out_dir, "splits", dict)
     if manifest is None or (params is not None and manifest.get("params") != params):
         return False
     files = [
@@ -258,59 +250,6 @@ def _planned_files(params: dict[str, Any]) -> list[str]:
         for i in range(counts[name])
     ]
     return ["manifest.json", *_TABLES, *clips]
-
-
-def _prepare(out_dir: Path, params: dict[str, Any], overwrite: bool) -> WrittenFiles:
-    """Make way for a new set: an earlier set of soi's goes (only the files it recorded), with
-    other parameters only if ``overwrite``; a folder holding anything else, or files where the set
-    goes that soi did not write, only with ``overwrite`` (and then the rest is left as it is)."""
-    record = WrittenFiles(out_dir)
-    manifest = _read_manifest(out_dir)
-    try:
-        started = json.loads((out_dir / _MARKER).read_text())
-    except (OSError, json.JSONDecodeError):
-        started = None
-    ours = manifest is not None or bool(record.entries()) or started is not None
-    before = manifest.get("params") if manifest is not None else started
-    if ours and before != params and not overwrite:
-        changed = [k for k in params if (before or {}).get(k) != params[k]]
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir} holds a soi scene set made with other parameters ({', '.join(changed) or 'unknown'} differ); "
-            "pass --force (overwrite=True) to replace it (only the files soi wrote are removed), or choose another folder",
-        )
-    others = (
-        [
-            p.name
-            for p in sorted(out_dir.iterdir())
-            if p.name not in (WrittenFiles.NAME, _MARKER)
-        ]
-        if out_dir.is_dir()
-        else []
-    )
-    if not ours and others and not overwrite:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir} is not empty ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}) and holds no soi data set; "
-            "choose an empty or new folder, or pass --force (overwrite=True) to write the set beside what is there",
-        )
-    in_the_way = [
-        f
-        for f in _planned_files(params)
-        if os.path.lexists(out_dir / f) and not record.owns(f)
-    ]
-    if in_the_way and not overwrite:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir}: {len(in_the_way)} file(s) where the data set goes were not written by soi (or were changed since: "
-            f"{', '.join(in_the_way[:3])}{', ...' if len(in_the_way) > 3 else ''}); move them, or pass --force to replace them",
-        )
-    record.remove()
-    write_file(
-        record.claim(_MARKER, force=True), json.dumps(params).encode(), force=True
-    )
-    record.written(_MARKER)
-    return record
 
 
 def _check_space(out_dir: Path, minutes: float) -> None:
@@ -393,7 +332,8 @@ def generate_scenes(
     if is_complete(out_dir, params):
         return out_dir
     _check_space(out_dir, minutes)
-    record = _prepare(out_dir, params, overwrite)
+    manifest = read_manifest(out_dir, "splits", dict)
+    record = prepare_data_folder(out_dir, params, manifest, overwrite=overwrite, planned=_planned_files(params))
     with _one_torch_thread():
         _generate(out_dir, record, params, splits, progress, overwrite)
     return out_dir
@@ -495,10 +435,4 @@ def _generate(
         "splits": manifest_splits,
     }
     # Written last: its presence marks a complete set.
-    write_file(
-        record.claim("manifest.json", force=overwrite),
-        json.dumps(manifest, indent=1).encode(),
-        force=True,
-    )
-    record.written("manifest.json")
-    (out_dir / _MARKER).unlink(missing_ok=True)
+    finish_data_folder(record, manifest, overwrite=overwrite)

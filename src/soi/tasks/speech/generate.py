@@ -46,7 +46,6 @@ import concurrent.futures
 import contextlib
 import errno
 import hashlib
-import json
 import math
 import os
 import re
@@ -63,7 +62,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...files import WrittenFiles, check_output_folder, write_file
+from ...files import (
+    WrittenFiles,
+    check_output_folder,
+    finish_data_folder,
+    prepare_data_folder,
+    read_manifest,
+)
 from ...progress import progress_bar
 from . import music as _music
 from . import rooms as _rooms
@@ -697,14 +702,6 @@ def _utterance_json(u: Utterance | RealUtterance) -> dict[str, Any]:
     return {"real": False, "voice": u.voice.id, "accent": u.accent, "text": u.text, "rate": u.rate, "pitch": u.pitch}
 
 
-def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("splits"), dict) else None
-
-
 def _manifest_files(manifest: dict[str, Any] | None) -> list[str]:
     """The files a manifest lists: what sets made before ``.soi-written`` existed wrote."""
     if manifest is None:
@@ -717,7 +714,7 @@ def is_complete(out_dir: str | os.PathLike, params: dict[str, Any] | None = None
     """Whether ``out_dir`` holds a complete data set made by :func:`generate_dataset` (with
     ``params``, if given: the ``params`` of its manifest)."""
     out_dir = Path(out_dir)
-    manifest = _read_manifest(out_dir)
+    manifest = read_manifest(out_dir, "splits", dict)
     if manifest is None or (params is not None and manifest.get("params") != params):
         return False
     return all((out_dir / f).is_file() for f in _manifest_files(manifest))
@@ -905,9 +902,7 @@ def _generate(
         "splits": manifest_splits,
     }
     # Written last: its presence marks a complete set.
-    write_file(record.claim("manifest.json", force=overwrite), json.dumps(manifest, indent=1).encode(), force=True)
-    record.written("manifest.json")
-    (out_dir / _MARKER).unlink(missing_ok=True)
+    finish_data_folder(record, manifest, overwrite=overwrite)
 
 
 def _item_files(split: str, index: int) -> tuple[str, str]:
@@ -916,58 +911,13 @@ def _item_files(split: str, index: int) -> tuple[str, str]:
     return f"{split}/noisy/{stem}", f"{split}/clean/{stem}"
 
 
-def _differences(before: dict[str, Any], now: dict[str, Any]) -> str:
-    keys = [k for k in now if before.get(k) != now[k]]
-    shown = [f"{k} {before.get(k)} -> {now[k]}" if k not in ("voices", "noise_sources") else f"{k} differ" for k in keys]
-    return ", ".join(shown) or "unknown parameters"
-
-
-_MARKER = ".soi-generating"
-"""Present while a set is being written (holds its parameters as JSON); removed when it is complete."""
-
-
 def _prepare(out_dir: Path, params: dict[str, Any], overwrite: bool) -> WrittenFiles:
-    """Make way for a new set: an earlier set of soi's is removed (only the files it recorded);
-    with other parameters only if ``overwrite``. A folder holding anything else is refused unless
-    ``overwrite``, and then left as it is."""
-    record = WrittenFiles(out_dir)
-    manifest = _read_manifest(out_dir)
-    try:
-        started = json.loads((out_dir / _MARKER).read_text())
-    except (OSError, json.JSONDecodeError):
-        started = None
-    ours = manifest is not None or bool(record.entries()) or started is not None
-    before = manifest["params"] if manifest is not None and "params" in manifest else started
-    if ours and before != params and not overwrite:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir} holds a soi data set made with other parameters ({_differences(before or {}, params)}); "
-            "pass --force (overwrite=True) to replace it (of what is there, only the files soi wrote are removed, and files "
-            "where the new set goes are replaced), or choose another folder",
-        )
-    others = [p.name for p in sorted(out_dir.iterdir()) if p.name not in (WrittenFiles.NAME, _MARKER)] if out_dir.is_dir() else []
-    if not ours and others and not overwrite:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir} is not empty ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}) and holds no soi data set; "
-            "choose an empty or new folder, or pass --force (overwrite=True) to write the set beside what is there",
-        )
-    # A set made before the record existed is known by its manifest alone.
-    legacy = [] if record.entries() else _manifest_files(manifest)
+    """Make way for a new set (:func:`soi.files.prepare_data_folder`); a set made before the record
+    of soi's files existed is known by its manifest's files."""
     counts = _items_per_split(params["minutes"], params["segment_seconds"])
     planned = ["manifest.json", *(f for name in SPLITS for i in range(counts[name]) for f in _item_files(name, i))]
-    in_the_way = [f for f in planned if os.path.lexists(out_dir / f) and not record.owns(f) and f not in legacy]
-    if in_the_way and not overwrite:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir}: {len(in_the_way)} file(s) where the data set goes were not written by soi (or were changed since: "
-            f"{', '.join(in_the_way[:3])}{', ...' if len(in_the_way) > 3 else ''}); move them, or pass --force to replace them",
-        )
-    record.remove(also=legacy)
-    # The marker is in the record too: a set interrupted at any point is recognised as soi's.
-    write_file(record.claim(_MARKER, force=True), json.dumps(params).encode(), force=True)
-    record.written(_MARKER)
-    return record
+    manifest = read_manifest(out_dir, "splits", dict)
+    return prepare_data_folder(out_dir, params, manifest, overwrite=overwrite, planned=planned, legacy=_manifest_files(manifest))
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -35,9 +35,7 @@ Nothing that soi did not write is ever deleted (:class:`soi.files.WrittenFiles`)
 
 from __future__ import annotations
 
-import errno
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -45,7 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from ...files import WrittenFiles, check_output_folder, write_file
+from ...files import (
+    check_output_folder,
+    finish_data_folder,
+    prepare_data_folder,
+    read_manifest,
+    write_file,
+)
 from ...progress import progress_bar
 
 __all__ = ["ACTIONS", "DEFAULT_FRAMES", "DEFAULT_SIZE", "GENERATOR_VERSION", "SPLIT_IDS", "generate_videos", "is_complete", "render_clip"]
@@ -58,7 +62,6 @@ FRAME_RATE = 24.0
 SPLITS = ("train", "valid", "test")
 SPLIT_IDS = {"train": 1, "test": 2, "valid": 3}
 """The id a split file gives a clip (HMDB-51's 1 and 2; 3, which HMDB does not use, for validation)."""
-_MARKER = ".soi-generating"
 
 
 def _clip_counts(clips: int) -> dict[str, int]:
@@ -210,14 +213,6 @@ def _clip_file(action: str, split: str, index: int) -> str:
     return f"{action}/{action}_{split}_{index}.npy"
 
 
-def _read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads((out_dir / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return manifest if isinstance(manifest, dict) and isinstance(manifest.get("clips"), list) else None
-
-
 def _split_files() -> list[str]:
     return [f"splits/{a}_test_split1.txt" for a in ACTIONS]
 
@@ -225,37 +220,10 @@ def _split_files() -> list[str]:
 def is_complete(out_dir: str | os.PathLike, params: dict[str, Any] | None = None) -> bool:
     """Whether ``out_dir`` holds a complete set made by :func:`generate_videos` (with ``params``)."""
     out_dir = Path(out_dir)
-    manifest = _read_manifest(out_dir)
+    manifest = read_manifest(out_dir, "clips", list)
     if manifest is None or (params is not None and manifest.get("params") != params):
         return False
     return all((out_dir / f).is_file() for f in (*(c["file"] for c in manifest["clips"]), *_split_files()))
-
-
-def _prepare(out_dir: Path, params: dict[str, Any], overwrite: bool) -> WrittenFiles:
-    """Make way for a new set: an earlier set of soi's goes (only the files it recorded), with other
-    parameters only if ``overwrite``; a folder holding anything else only with ``overwrite``."""
-    record = WrittenFiles(out_dir)
-    manifest = _read_manifest(out_dir)
-    ours = manifest is not None or bool(record.entries())
-    before = manifest.get("params") if manifest is not None else None
-    if ours and before not in (None, params) and not overwrite:
-        changed = [k for k in params if (before or {}).get(k) != params[k]]
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir} holds a soi video set made with other parameters ({', '.join(changed)} differ); "
-            "pass --force (overwrite=True) to replace it (only the files soi wrote are removed), or choose another folder",
-        )
-    others = [p.name for p in sorted(out_dir.iterdir()) if p.name not in (WrittenFiles.NAME, _MARKER)] if out_dir.is_dir() else []
-    if not ours and others and not overwrite:
-        raise FileExistsError(
-            errno.EEXIST,
-            f"{out_dir} is not empty ({', '.join(others[:4])}{', ...' if len(others) > 4 else ''}) and holds no soi data set; "
-            "choose an empty or new folder, or pass --force (overwrite=True) to write the set beside what is there",
-        )
-    record.remove()
-    write_file(record.claim(_MARKER, force=True), json.dumps(params).encode(), force=True)
-    record.written(_MARKER)
-    return record
 
 
 def generate_videos(
@@ -291,7 +259,7 @@ def generate_videos(
     params = {"generator_version": GENERATOR_VERSION, "clips": clips, "size": size, "frames": frames, "seed": seed, "actions": list(ACTIONS)}
     if is_complete(out_dir, params):
         return out_dir
-    record = _prepare(out_dir, params, overwrite)
+    record = prepare_data_folder(out_dir, params, read_manifest(out_dir, "clips", list), overwrite=overwrite)
     counts = _clip_counts(clips)
     bar = progress_bar(clips, desc="videos", unit="clip", enabled=progress, leave=False)
     rows: dict[str, list[str]] = {a: [] for a in ACTIONS}
@@ -314,7 +282,5 @@ def generate_videos(
         record.written(file)
     manifest = {"params": params, "frame_rate": FRAME_RATE, "split_ids": SPLIT_IDS, "clips": manifest_clips}
     # Written last: its presence marks a complete set.
-    write_file(record.claim("manifest.json", force=overwrite), json.dumps(manifest, indent=1).encode(), force=True)
-    record.written("manifest.json")
-    (out_dir / _MARKER).unlink(missing_ok=True)
+    finish_data_folder(record, manifest, overwrite=overwrite)
     return out_dir
