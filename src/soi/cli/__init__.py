@@ -60,6 +60,23 @@ def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they are drawn only on a terminal)", **default)
 
 
+def configure_actions(parser: argparse.ArgumentParser, package: str, actions: dict[str, str]) -> None:
+    """Make ``parser`` a command of actions (``soi scenes ACTION``): each action is a module
+    ``package.<action>`` with ``configure(parser)`` and ``run(args)``, as the commands here, and
+    ``actions`` maps its name to its one-line help. All actions' arguments are added (their
+    modules imported); :func:`run_action` runs the chosen one."""
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, help_text in actions.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _global_options(p, defaults=False)  # --quiet and --debug after the action too
+        importlib.import_module(f"{package}.{name}").configure(p)
+
+
+def run_action(args: argparse.Namespace, package: str) -> int:
+    """Run the action of a :func:`configure_actions` command that ``args`` chose."""
+    return importlib.import_module(f"{package}.{args.action}").run(args)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``soi`` parser; only ``command``'s own arguments are added (its module imported)."""
     parser = _Parser(prog="soi", description="Streaming inference of convolutional networks (STMC and SOI).")

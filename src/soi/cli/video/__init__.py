@@ -1,11 +1,10 @@
 """``soi video ACTION``: video action recognition. Each action is a module here with
 ``configure(parser)`` and ``run(args)``, as the top-level commands (:mod:`soi.cli`); this module only
-dispatches, importing the chosen action's module alone."""
+names them (:func:`soi.cli.configure_actions` adds and dispatches them)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
 ACTIONS: dict[str, str] = {
     "generate": "render the default procedural action set (11 motion classes, HMDB-51 layout)",
@@ -17,14 +16,12 @@ ACTIONS: dict[str, str] = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from .. import _global_options
+    from .. import configure_actions
 
-    sub = parser.add_subparsers(dest="video_action", metavar="ACTION", required=True)
-    for name, help_text in ACTIONS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        _global_options(p, defaults=False)  # --quiet and --debug after the action too
-        importlib.import_module(f"{__name__}.{name}").configure(p)
+    configure_actions(parser, __name__, ACTIONS)
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(f"{__name__}.{args.video_action}").run(args)
+    from .. import run_action
+
+    return run_action(args, __name__)
