@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains the speech model that soi ships (the medium U-Net, STMC, bounded mask, compressed spectral
 # level-matched SI-SNR loss) on the default real-voice data set, in sittings: every call trains MINUTES
-# more, resuming from training/speech-medium-stmc-level/last.pt, which is committed with its log between sittings
+# more (soi train's --minutes is the run's total over its resumes, so the call adds MINUTES to the
+# time the log already holds), resuming from training/speech-medium-stmc-level/last.pt, which is committed with its log between sittings
 # (a few MB), so the run continues on any machine. The data set is rebuilt from its seed when absent
 # (the same files: `soi generate` is deterministic) and reused when complete.
 #   bash benchmarks/train_speech_models.sh [MINUTES] [DATA_DIR] [THREADS]
@@ -18,8 +19,10 @@ data=${2:-/work/data/speech-v2}
 threads=${3:-2}
 run=training/speech-medium-stmc-level
 python3 -m soi generate "$data" --minutes 180 --seed 0 --quiet
+done_s=$(tail -n 1 "$run/log.csv" 2>/dev/null | cut -d, -f5 | grep -E '^[0-9.]+$' || echo 0)
+total=$(python3 -c "print(round($done_s / 60 + $minutes, 1))")
 OMP_NUM_THREADS=$threads python3 -m soi train --data "$data" --out "$run" \
   --model-config src/soi/assets/unet_medium.json --pattern STMC --mask-bound tanh --loss si-snr-level \
   --init-from training/speech-soi/stmc-fine-tuned/best.pt --remix 0.5 \
   --batch-size 8 --segment-seconds 2 --lr 1e-3 --lr-patience 3 --valid-every 200 --seed 2 \
-  --minutes "$minutes" --no-progress
+  --minutes "$total" --no-progress

@@ -75,6 +75,11 @@ def test_the_loop_lowers_the_scene_loss_and_resumes(tiny_scenes, tmp_path):
     # resume continues from step 24 instead of starting again
     summary = train_scenes(SceneTrainConfig(**{**cfg.__dict__, "max_steps": 32}))
     assert summary["steps"] == 32 and len(_losses(run / "log.csv")) == 4
+    # --minutes is the whole run's budget: a resumed run counts the time it already trained, so one
+    # whose budget is spent stops after its first step instead of training the budget again
+    spent_s = float(list(csv.DictReader((run / "log.csv").open()))[-1]["elapsed_s"])
+    summary = train_scenes(SceneTrainConfig(**{**cfg.__dict__, "max_steps": 1000, "minutes": spent_s / 60}))
+    assert summary["steps"] == 33, f"a spent budget trained {summary['steps'] - 32} more steps"
     with pytest.raises(ValueError, match=r"another model .*width 0\.1 -> 0\.2"):
         train_scenes(SceneTrainConfig(**{**cfg.__dict__, "width": 0.2, "max_steps": 40}))
     with pytest.raises(FileExistsError, match="--force"):

@@ -55,7 +55,8 @@ RUN_FILES = ("last.pt", "best.pt", "log.csv")
 class LoopConfig:
     """The task-independent settings of a run (a task's own config carries them and passes them on).
 
-    ``max_steps`` (None: ``epochs`` epochs) and ``minutes`` (None: no budget) bound the run;
+    ``max_steps`` (None: ``epochs`` epochs) and ``minutes`` (None: no budget; the wall-clock time of the
+    whole run, a resumed one counting what it trained before) bound the run;
     ``lr_patience`` validations without a new best halve the learning rate, down to ``min_lr``
     (None: a constant rate).
     """

@@ -137,7 +137,7 @@ def add_loop_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-lr", type=positive_float, help="the learning rate halves no further than this (default 1e-5)")
     parser.add_argument("--epochs", type=positive_int)
     parser.add_argument("--steps", dest="max_steps", type=positive_int)
-    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget; stops, validates and saves")
+    parser.add_argument("--minutes", type=positive_float, help="wall-clock budget of the whole run (a resumed run counts its earlier time); stops, validates and saves")
     parser.add_argument("--seed", type=seed)
     parser.add_argument("--valid-every", type=positive_int)
     parser.add_argument("--workers", dest="num_workers", type=count)
