@@ -23,7 +23,7 @@ from ..training import Score
 
 __all__ = [
     "ClassifierTask", "ClipEvaluation", "evaluate_clips", "frame_cross_entropy", "load_classifier",
-    "refuse_another_classifier", "running_average", "save_classifier",
+    "RunningClip", "refuse_another_classifier", "running_average", "save_classifier",
 ]  # fmt: skip
 
 
@@ -34,6 +34,19 @@ def running_average(posteriors: Tensor) -> Tensor:
         raise ValueError(f"running_average: expected posteriors (B, C, T), got shape {tuple(posteriors.shape)}")
     count = torch.arange(1, posteriors.shape[2] + 1, dtype=posteriors.dtype, device=posteriors.device)
     return posteriors.cumsum(dim=2) / count
+
+
+class RunningClip:
+    """The clip posterior of a classifier stream's state (a dataclass with ``total``, the ``(B, C)``
+    sum of the frame posteriors so far, and ``frames``, how many)."""
+
+    total: Tensor
+    frames: int
+
+    @property
+    def clip_posterior(self) -> Tensor:
+        """``(B, C)``: the running average of the frame posteriors so far (zeros before any frame)."""
+        return self.total / max(self.frames, 1)
 
 
 def frame_cross_entropy(logits: Tensor, label: Tensor) -> Tensor:

@@ -28,7 +28,12 @@ from torch import Tensor, nn
 from ...core.state import StreamingModule
 from ...files import read_checkpoint_file
 from ...models.ghostnet import PATTERNS, ghostnet, streaming_ghostnet
-from ..classification import load_classifier, running_average, save_classifier
+from ..classification import (
+    RunningClip,
+    load_classifier,
+    running_average,
+    save_classifier,
+)
 from .frontend import LogMelConfig, LogMelState, StreamingLogMel
 
 __all__ = [
@@ -48,7 +53,7 @@ CHECKPOINT_FORMAT = "soi-scenes-v1"
 
 
 @dataclass(frozen=True)
-class ClassifierState:
+class ClassifierState(RunningClip):
     """State of a :class:`SceneClassifier` stream.
 
     Attributes:
@@ -63,10 +68,6 @@ class ClassifierState:
     total: Tensor
     frames: int
 
-    @property
-    def clip_posterior(self) -> Tensor:
-        """``(B, C)``: the running average of the frame posteriors so far (zeros before any frame)."""
-        return self.total / max(self.frames, 1)
 
 
 class ClipNetwork(nn.Module):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ...core.state import StreamingModule
 from ...files import read_checkpoint_file
-from ..classification import load_classifier, save_classifier
+from ..classification import RunningClip, load_classifier, save_classifier
 
 __all__ = [
     "CHECKPOINT_FORMAT", "MODELS", "VideoClassifier", "VideoState", "build_classifier", "load_checkpoint",
@@ -32,7 +32,7 @@ PATTERNS = ("STMC", "SOI")
 
 
 @dataclass(frozen=True)
-class VideoState:
+class VideoState(RunningClip):
     """State of a :class:`VideoClassifier` stream: the network's, the ``(B, C)`` sum of the frame
     posteriors so far and the frames so far."""
 
@@ -40,10 +40,6 @@ class VideoState:
     total: Tensor
     frames: int
 
-    @property
-    def clip_posterior(self) -> Tensor:
-        """``(B, C)``: the running average of the frame posteriors so far (zeros before any frame)."""
-        return self.total / max(self.frames, 1)
 
 
 class VideoClassifier(nn.Module):
