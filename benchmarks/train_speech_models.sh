@@ -10,7 +10,7 @@
 # remixing; best.pt at step 1000), training/speech-medium-stmc-remix (from that best.pt with half of
 # the crops remixed, --remix 0.5; best.pt at step 750), training/speech-soi/stmc-fine-tuned (500 steps
 # more), then this run from that best.pt with --loss si-snr-level (best.pt at step 1600 of the first
-# sitting). Its best.pt is src/soi/assets/speech_medium_stmc.pt; the SOI patterns are fine-tuned from
+# sitting, 5000 of the second). Its best.pt is src/soi/assets/speech_medium_stmc.pt; the SOI patterns are fine-tuned from
 # it by benchmarks/speech_soi.py (--init-from).
 set -euo pipefail
 cd "$(dirname "$0")/.."
