@@ -77,7 +77,8 @@ def test_the_loop_lowers_the_scene_loss_and_resumes(tiny_scenes, tmp_path):
     assert summary["steps"] == 32 and len(_losses(run / "log.csv")) == 4
     # --minutes is the whole run's budget: a resumed run counts the time it already trained, so one
     # whose budget is spent stops after its first step instead of training the budget again
-    # (half the time the 32 steps took: without counting it, that budget would train about 16 more)
+    # (half the time the 32 steps took, validations included: without counting it, that budget would
+    # train several more)
     spent_s = float(list(csv.DictReader((run / "log.csv").open()))[-1]["elapsed_s"])
     summary = train_scenes(SceneTrainConfig(**{**cfg.__dict__, "max_steps": 1000, "minutes": spent_s / 2 / 60}))
     assert summary["steps"] == 33, f"a spent budget trained {summary['steps'] - 32} more steps"

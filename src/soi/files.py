@@ -378,9 +378,9 @@ def prepare_data_folder(
 
     An earlier set of soi's there (its ``manifest``, :func:`read_manifest`; the record of what soi
     wrote; or the :data:`GENERATING` marker of an interrupted run) is removed, only the files soi
-    wrote (and where the folder has no record, a set made before records existed, the files of
-``legacy``, those its manifest lists), and if it was made
-    with other parameters only with ``overwrite``. A folder that holds anything else, or files that
+    wrote (where the folder has no record, a set made before records existed: the files of
+    ``legacy``, those its manifest lists), and if it was made with other parameters only with
+    ``overwrite``. A folder that holds anything else, or files that
     soi did not write in the ``planned`` places of the new set, is refused unless ``overwrite``, and
     then left as it is. The marker is written and recorded, so that a set interrupted at any point is
     recognised as soi's. Returns the folder's record, to claim each file of the set with.

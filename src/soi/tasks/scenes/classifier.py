@@ -69,7 +69,6 @@ class ClassifierState(RunningClip):
     frames: int
 
 
-
 class ClipNetwork(nn.Module):
     """The baseline pattern: the GhostNet as Han et al. define it ("same" padding, the global pool
     over the whole input), ``(B, 1, T, mels)`` -> one logit vector per input, ``(B, C, 1)``. It

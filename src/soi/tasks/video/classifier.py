@@ -41,7 +41,6 @@ class VideoState(RunningClip):
     frames: int
 
 
-
 class VideoClassifier(nn.Module):
     """Frames in, per-frame class scores out, offline (:meth:`forward`) or frame by frame (:meth:`step`).
 
